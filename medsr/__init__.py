@@ -1,0 +1,7 @@
+"""medsr: super-resolution for medical images, built on MONAI."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"
