@@ -1,0 +1,1 @@
+"""The MONAI bundles medsr ships (installed as the ``medsr.bundles`` resource package)."""

@@ -1,0 +1,7 @@
+"""``python -m medsr`` runs the CLI."""
+
+from __future__ import annotations
+
+from medsr.cli import app
+
+app(prog_name="medsr")

@@ -1,0 +1,238 @@
+"""The ``medsr`` command line: upscale, degrade, evaluate, report.
+
+Heavy imports (torch, MONAI, pydicom) happen inside the commands so that
+``medsr --help`` and ``medsr --version`` answer at once. Expected failures print
+one line to stderr and exit with the codes documented in :mod:`medsr.errors`;
+``-v`` adds the traceback for unexpected ones.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from medsr import __version__
+from medsr.errors import EXIT_INPUT, MedsrError, UsageError
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="medsr",
+    help="Super-resolution for medical images (chest X-ray, CT, MRI): DICOM, NIfTI, PNG/TIFF in, same format out.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+MODEL_HELP = "bicubic, lanczos, a shipped bundle (edsr_m, srcnn_srgan_hybrid, attention_residual) or a bundle folder."
+EXIT_CODES_HELP = "Exit codes: 0 ok, 1 some inputs failed (errors.csv), 2 usage error, 3 no input could be read, 4 output error."
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"medsr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """medsr: upscale medical images x2/x4 with networks or interpolation, and evaluate them."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fail(err: BaseException, verbose: bool = False) -> typer.Exit:
+    """Print one line for an expected error and return the Exit to raise."""
+    if verbose:
+        traceback.print_exception(err)
+    code = err.exit_code if isinstance(err, MedsrError) else EXIT_INPUT
+    typer.echo(f"medsr: error: {err}", err=True)
+    return typer.Exit(code)
+
+
+def _finish(result: Any, quiet: bool) -> None:
+    """Print the batch summary and exit with the documented code."""
+    if not quiet:
+        typer.echo(result.summary(), err=True)
+    raise typer.Exit(result.exit_code)
+
+
+def _check_scale(scale: int) -> None:
+    if scale not in (2, 4):
+        raise UsageError(f"`--scale` must be 2 or 4, got {scale}.")
+
+
+# --------------------------------------------------------------------------- commands
+
+InputArg = typer.Argument(..., exists=True, readable=True, help="An image file (DICOM, NIfTI, PNG, TIFF, JPEG), a DICOM series folder or a folder of images.")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def upscale(
+    input: Path = InputArg,
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file or folder (created if missing). Default: beside the input, named <stem>_sr<scale>x.<ext>."),
+    scale: int = typer.Option(2, "-s", "--scale", help="In-plane factor: 2 or 4."),
+    model: str = typer.Option("bicubic", "-m", "--model", help=MODEL_HELP),
+    device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Tile edge in input pixels (default: from available memory)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Tiles/slices per forward pass."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU) or fp16 (CUDA)."),
+    resume: bool = typer.Option(False, "--continue", help="Skip inputs whose output already exists."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    trust_bundle: bool = typer.Option(False, "--trust-bundle", help="Allow a bundle folder that medsr does not ship (its config can run code)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (for logs)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="More detail, tracebacks for unexpected errors."),
+) -> None:
+    """Upscale images x2 or x4 and write them in the input's format as derived images."""
+    try:
+        _check_scale(scale)
+        from medsr.batch import discover, plan_outputs, run_batch
+        from medsr.inference import describe, load_upscaler, upscale_image
+        from medsr.io import load_image, save_image
+
+        items = discover(input, output)
+        outputs = plan_outputs(items, input, output, scale)
+        log = None if quiet else (lambda m: typer.echo(m, err=True))
+        upscaler = load_upscaler(
+            model, scale, device=device, tile=tile, batch_size=batch_size, precision=precision, trust_bundle=trust_bundle, log=log
+        )
+        if verbose:
+            typer.echo(describe(upscaler), err=True)
+
+        def work(item: Any, out: Path) -> None:
+            img = load_image(item.files if item.kind == "series" else item.path)
+            save_image(upscale_image(img, upscaler), out, overwrite=overwrite)
+
+        result = run_batch(
+            items, outputs, work, resume=resume, overwrite=overwrite, progress=not no_progress and not quiet,
+            verbose=verbose, description=f"upscale x{scale} {upscaler.name}",
+        )
+    except MedsrError as err:
+        raise _fail(err, verbose) from None
+    _finish(result, quiet)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def degrade(
+    input: Path = InputArg,
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file or folder. Default: beside the input, named <stem>_lr<scale>x.<ext>."),
+    scale: int = typer.Option(2, "-s", "--scale", help="Downsampling factor: 2 or 4."),
+    modality: str = typer.Option("auto", "--modality", help="xray, ct, mr or auto (from the file)."),
+    degradation: str = typer.Option("modality", "--degradation", help="modality (physics simulator) or bicubic (classic SR protocol)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same output."),
+    resume: bool = typer.Option(False, "--continue", help="Skip inputs whose output already exists."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Tracebacks for unexpected errors."),
+) -> None:
+    """Simulate a low-resolution acquisition of an image (to make HR/LR pairs or test a model)."""
+    try:
+        _check_scale(scale)
+        if modality not in ("auto", "xray", "ct", "mr"):
+            raise UsageError(f"`--modality` must be auto, xray, ct or mr, got {modality!r}.")
+        if degradation not in ("modality", "bicubic"):
+            raise UsageError(f"`--degradation` must be modality or bicubic, got {degradation!r}.")
+        from medsr.batch import discover, plan_outputs, run_batch
+        from medsr.io import load_image, save_image
+
+        items = discover(input, output)
+        outputs = plan_outputs(items, input, output, scale, tag="lr")
+
+        def work(item: Any, out: Path) -> None:
+            img = load_image(item.files if item.kind == "series" else item.path, modality=None if modality == "auto" else modality)
+            save_image(degrade_image(img, scale, degradation, seed), out, overwrite=overwrite)
+
+        result = run_batch(
+            items, outputs, work, resume=resume, overwrite=overwrite, progress=not no_progress and not quiet,
+            verbose=verbose, description=f"degrade /{scale}",
+        )
+    except MedsrError as err:
+        raise _fail(err, verbose) from None
+    _finish(result, quiet)
+
+
+def degrade_image(img: Any, scale: int, degradation: str, seed: int) -> Any:
+    """Normalise, degrade (seeded), map back to physical units, update geometry."""
+    import torch
+    from monai.data import MetaTensor
+
+    from medsr import meta as mk
+    from medsr.io import zoom_geometry
+    from medsr.transforms import BicubicDegradation, CropToMultiple, InvertModalityNormalize, ModalityNormalize, RandModalityDegradation
+
+    norm = CropToMultiple(scale)(ModalityNormalize()(img))
+    if degradation == "bicubic":
+        op = BicubicDegradation(scale)
+    else:
+        op = RandModalityDegradation(scale, p_classic=0.0)
+        op.set_random_state(seed)
+    lr = op(norm)
+    lr_t = lr.as_tensor() if isinstance(lr, MetaTensor) else torch.as_tensor(lr)
+    factors = [1.0 / scale, 1.0 / scale] + [1.0] * (lr_t.ndim - 3)
+    meta = dict(norm.meta)
+    meta[mk.SPACING] = tuple(float(s) / f for s, f in zip(meta.get(mk.SPACING) or (), factors)) or None
+    meta["spatial_shape"] = tuple(lr_t.shape[1:])
+    meta[mk.DERIVATION] = f"medsr {__version__} {degradation} degradation /{scale}"
+    out = MetaTensor(lr_t, affine=zoom_geometry(norm.affine, factors), meta=meta)
+    return InvertModalityNormalize()(out)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def evaluate(
+    data: Path = typer.Argument(..., exists=True, help="A folder (class sub-folders become the class), a datalist JSON/CSV, or a DICOM series."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder for metrics.csv, summary.json/csv, report.html/pdf."),
+    scales: list[int] = typer.Option([2], "-s", "--scale", help="Scales to evaluate; repeat or list: -s 2 -s 4."),
+    models: str = typer.Option("bicubic", "-m", "--models", help="Comma-separated models; bicubic is always included. " + MODEL_HELP),
+    modality: str = typer.Option("auto", "--modality", help="auto, xray, ct or mr."),
+    degradation: str = typer.Option("bicubic", "--degradation", help="bicubic (classic protocol) or modality (physics simulators)."),
+    save_images: bool = typer.Option(False, "--save-images", help="Also save every model output."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the degradations and the bootstrap."),
+    device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
+    show_ids: bool = typer.Option(False, "--show-ids", help="Show file names / patient identifiers in the outputs."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Tracebacks for unexpected errors."),
+) -> None:
+    """Score models against bicubic on HR images (degrade -> upscale -> compare), write tables and a report."""
+    try:
+        for s in scales:
+            _check_scale(s)
+        if modality not in ("auto", "xray", "ct", "mr"):
+            raise UsageError(f"`--modality` must be auto, xray, ct or mr, got {modality!r}.")
+        if degradation not in ("modality", "bicubic"):
+            raise UsageError(f"`--degradation` must be modality or bicubic, got {degradation!r}.")
+        from medsr.evaluation import run_evaluation
+
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        report = run_evaluation(
+            data, output, scales=tuple(scales), models=tuple(names), modality=modality, degradation=degradation,
+            save_images=save_images, seed=seed, show_ids=show_ids, progress=not no_progress and not quiet, device=device,
+        )
+    except MedsrError as err:
+        raise _fail(err, verbose) from None
+    if not quiet:
+        typer.echo(f"report: {report}")
+
+
+@app.command()
+def report(
+    results: Path = typer.Argument(..., exists=True, file_okay=False, help="An evaluation output folder (from medsr evaluate)."),
+    show_ids: bool = typer.Option(False, "--show-ids", help="Show file names / patient identifiers."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Tracebacks for unexpected errors."),
+) -> None:
+    """Rebuild report.html and report.pdf from saved evaluation results."""
+    try:
+        from medsr.report import build_report
+
+        html, pdf = build_report(results, show_ids=show_ids)
+    except MedsrError as err:
+        raise _fail(err, verbose) from None
+    typer.echo(f"report: {html}\nreport: {pdf}")

@@ -1,0 +1,224 @@
+"""Datalists: which images train and validate a network, with their modality and class.
+
+A datalist is a list of dicts in MONAI's style::
+
+    {"image": "path/to/file_or_series_folder", "modality": "xray", "class": "Covid",
+     "group": "patient-or-series id", "slices": [0, 32]}   # slices: optional, volumes only
+
+``slices`` restricts a volume to a slab, so the slices of one scan can be split
+between training and validation without leaking. ``group`` keeps all images of
+one patient/series on the same side of a split.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medsr.errors import InputError, UsageError
+from medsr.typing import MODALITIES, PathLike
+
+__all__ = [
+    "CLASS_NAMES",
+    "detect_modality",
+    "build_datalist",
+    "load_datalist",
+    "split_datalist",
+    "split_slices",
+    "volume_depth",
+    "modality_weights",
+]
+
+CLASS_NAMES = {"covid": "Covid", "covid-19": "Covid", "normal": "Normal", "pneumonia": "Pneumonia"}
+"""Finding-class folder names, case-insensitive, mapped to the names reports use; other folder names are kept as they are."""
+
+_DICOM_XRAY = {"CR", "DX", "DR", "RG", "MG", "RF", "PX", "XA"}
+
+
+def detect_modality(path: PathLike) -> str:
+    """``xray``/``ct``/``mr`` from a DICOM header, raster extension, or NIfTI intensities.
+
+    Reads headers only for DICOM; a NIfTI with values below -500 is CT, otherwise MR.
+    """
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file())
+        if not files:
+            raise InputError(f"{p} is an empty folder.")
+        p = files[0]
+    name = p.name.lower()
+    if name.endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff")):
+        return "xray"
+    if name.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+        import numpy as np
+
+        try:
+            data = np.asanyarray(nib.load(str(p)).dataobj)
+        except Exception as err:
+            raise InputError(f"{p}: not a readable NIfTI file ({err}).") from err
+        return "ct" if float(np.nanmin(data)) < -500 else "mr"
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(p), stop_before_pixels=True)
+    except Exception as err:
+        raise InputError(f"{p}: not a readable DICOM file ({err}).") from err
+    mod = str(getattr(ds, "Modality", "")).upper()
+    if mod in _DICOM_XRAY:
+        return "xray"
+    if mod in ("CT", "MR"):
+        return mod.lower()
+    raise InputError(f"{p}: DICOM modality {mod or 'missing'!r} is not X-ray, CT or MR; pass the modality explicitly.")
+
+
+def _class_of(path: Path, root: Path) -> str:
+    rel = path.relative_to(root)
+    if len(rel.parts) < 2:
+        return "all"
+    top = rel.parts[0]
+    return CLASS_NAMES.get(top.lower(), top)
+
+
+def build_datalist(root: PathLike, *, modality: str | None = None, classes: bool = True) -> list[dict[str, Any]]:
+    """One entry per image (a DICOM series is one entry) found under ``root``.
+
+    Args:
+        root: a folder; its first-level sub-folders name the class (``Covid/``, ``Normal/``...)
+            when ``classes`` is true; files directly under it have class ``all``.
+        modality: force ``xray``/``ct``/``mr``; ``None`` detects it per image.
+        classes: take classes from sub-folder names.
+    """
+    from medsr.io import discover_inputs
+
+    root = Path(root)
+    if modality is not None and modality not in MODALITIES:
+        raise UsageError(f"`modality` must be one of {MODALITIES} or None, got {modality!r}.")
+    out = []
+    for item in discover_inputs(root):
+        path = item.path
+        try:
+            mod = modality or detect_modality(path)
+        except InputError:
+            continue  # unreadable: the evaluation/upscale commands report these; a datalist skips them
+        out.append(
+            {
+                "image": str(path),
+                "modality": mod,
+                "class": _class_of(path, root) if classes and root.is_dir() else "all",
+                "group": str(path if item.kind == "series" else path.parent / path.stem),
+            }
+        )
+    if not out:
+        raise InputError(f"{root} contains no readable X-ray, CT or MR images.")
+    return out
+
+
+def load_datalist(path: PathLike, *, base_dir: PathLike | None = None) -> list[dict[str, Any]]:
+    """Read a datalist from JSON (a list, or MONAI's ``{"training": [...]}``) or CSV (header with ``image``).
+
+    Relative ``image`` paths are taken relative to ``base_dir`` (default: the datalist's folder).
+    """
+    path = Path(path)
+    base = Path(base_dir) if base_dir is not None else path.parent
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+        else:
+            data = json.loads(path.read_text())
+            rows = data if isinstance(data, list) else data.get("training", []) + data.get("validation", [])
+    except (OSError, json.JSONDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: cannot read datalist ({err}).") from err
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or "image" not in row:
+            raise InputError(f"{path}: entry {i} has no `image` field.")
+        entry = dict(row)
+        img = Path(str(entry["image"]))
+        entry["image"] = str(img if img.is_absolute() else base / img)
+        entry.setdefault("class", "all")
+        entry["class"] = entry["class"] or "all"
+        entry.setdefault("group", entry["image"])
+        if not entry.get("modality"):
+            entry["modality"] = detect_modality(entry["image"])
+        out.append(entry)
+    return out
+
+
+def split_datalist(
+    datalist: Sequence[dict[str, Any]], val_fraction: float = 0.1, *, seed: int = 0, key: str = "group"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split by ``key`` (patient / series) so that no group is on both sides; stratified by modality."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise UsageError(f"`val_fraction` must be in [0, 1), got {val_fraction}.")
+    rng = random.Random(seed)
+    train: list[dict[str, Any]] = []
+    val: list[dict[str, Any]] = []
+    by_mod: dict[str, list[dict[str, Any]]] = {}
+    for entry in datalist:
+        by_mod.setdefault(entry.get("modality", "xray"), []).append(entry)
+    for entries in by_mod.values():
+        groups = sorted({str(e.get(key, e["image"])) for e in entries})
+        rng.shuffle(groups)
+        n_val = int(round(val_fraction * len(groups)))
+        val_groups = set(groups[:n_val])
+        for e in entries:
+            (val if str(e.get(key, e["image"])) in val_groups else train).append(e)
+    return train, val
+
+
+def volume_depth(path: PathLike) -> int:
+    """Number of slices of a series folder, NIfTI volume or multi-frame DICOM (1 for a 2D image); headers only."""
+    p = Path(path)
+    if p.is_dir():
+        return sum(1 for f in p.iterdir() if f.is_file() and f.suffix.lower() in ("", ".dcm", ".ima", ".dicom"))
+    name = p.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        shape = nib.load(str(p)).shape
+        return int(shape[2]) if len(shape) >= 3 else 1
+    if name.endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff")):
+        return 1
+    import pydicom
+
+    ds = pydicom.dcmread(str(p), stop_before_pixels=True)
+    return int(getattr(ds, "NumberOfFrames", 1) or 1)
+
+
+def split_slices(datalist: Sequence[dict[str, Any]], val_fraction: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split each volume into a training slab and a held-out validation slab.
+
+    The validation slab is the last ``val_fraction`` of the slices (one entry per
+    slice, so it is scored in 2D). Contiguous slabs, not random slices, so
+    neighbouring (near-identical) slices do not leak across the split. 2D
+    entries are returned unchanged in the training list.
+    """
+    train, val = [], []
+    for e in datalist:
+        depth = volume_depth(e["image"])
+        if depth < 2:
+            train.append(dict(e))
+            continue
+        cut = max(1, int(round(depth * (1.0 - val_fraction))))
+        train.append({**e, "slices": [0, cut]})
+        val.extend({**e, "slices": [k, k + 1]} for k in range(cut, depth))
+    return train, val
+
+
+def modality_weights(datalist: Sequence[dict[str, Any]], shares: dict[str, float] | None = None) -> list[float]:
+    """Per-entry sampling weights so each modality gets its ``share`` of draws (default: equal).
+
+    Use with ``torch.utils.data.WeightedRandomSampler`` (or MONAI's
+    ``DistributedWeightedRandomSampler``) so a few CT/MR volumes are not drowned
+    by hundreds of radiographs.
+    """
+    counts = Counter(e.get("modality", "xray") for e in datalist)
+    shares = shares or {m: 1.0 / len(counts) for m in counts}
+    return [shares.get(e.get("modality", "xray"), 0.0) / counts[e.get("modality", "xray")] for e in datalist]

@@ -1,0 +1,172 @@
+"""HR -> LR training and validation pipelines (MONAI dictionary transforms).
+
+Every image is loaded with :class:`medsr.io.MedsrReader`, normalised to [0, 1]
+with its modality's mapping and held as a volume ``(1, X, Y, Z)`` (2D images get
+``Z = 1``), so radiographs, CT slabs and MR volumes share one pipeline. The
+deterministic part (load, normalise, edge weights) is cached by MONAI's
+``CacheDataset`` in float16; each draw then crops ``num_samples`` 2D patches,
+weighted towards edges so flat background and air are not most of what the
+network sees, flips/rotates them and makes the LR input on the fly with the
+modality's degradation or the classic bicubic protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.config import KeysCollection
+from monai.transforms import (
+    CastToTyped,
+    CenterSpatialCropd,
+    Compose,
+    CopyItemsd,
+    DeleteItemsd,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    RandFlipd,
+    RandRotate90d,
+    RandWeightedCropd,
+    SpatialCrop,
+    SpatialPadd,
+    SqueezeDimd,
+)
+
+__all__ = ["SelectSlicesd", "AsVolumed", "EdgeWeightd", "load_transforms", "train_transforms", "val_transforms"]
+
+
+class SelectSlicesd(MapTransform):
+    """Keep the slab ``data[slices_key] = [start, stop)`` of a volume's last axis (affine updated)."""
+
+    def __init__(self, keys: KeysCollection, slices_key: str = "slices", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.slices_key = slices_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        slab = d.get(self.slices_key)
+        if slab is None:
+            return d
+        for key in self.key_iterator(d):
+            img = d[key]
+            if img.ndim != 4:
+                continue
+            start = [0, 0, int(slab[0])]
+            end = [img.shape[1], img.shape[2], int(slab[1])]
+            d[key] = SpatialCrop(roi_start=start, roi_end=end)(img)
+        return d
+
+
+class AsVolumed(MapTransform):
+    """Give a 2D image ``(C, X, Y)`` a trailing slice axis: ``(C, X, Y, 1)``; volumes pass unchanged."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if d[key].ndim == 3:
+                d[key] = d[key].unsqueeze(-1)
+        return d
+
+
+class EdgeWeightd(MapTransform):
+    """Patch-sampling weights from in-plane gradient magnitude (plus a floor), for ``RandWeightedCropd``.
+
+    Args:
+        keys: image key(s) to derive the weights from (the first is used).
+        w_key: where to store the weight map.
+        floor: fraction of the mean gradient added everywhere, so flat regions are still sampled.
+    """
+
+    def __init__(self, keys: KeysCollection, w_key: str = "weight", floor: float = 0.25) -> None:
+        super().__init__(keys)
+        self.w_key = w_key
+        self.floor = floor
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        key = self.first_key(d)
+        img = torch.as_tensor(d[key]).float()
+        gx = torch.zeros_like(img)
+        gy = torch.zeros_like(img)
+        gx[:, 1:-1] = img[:, 2:] - img[:, :-2]
+        gy[:, :, 1:-1] = img[:, :, 2:] - img[:, :, :-2]
+        mag = torch.sqrt(gx * gx + gy * gy)
+        d[self.w_key] = (mag + self.floor * mag.mean() + 1e-6).to(torch.float16)
+        return d
+
+
+def load_transforms(keys: str = "hr", *, ct_window: Sequence[float] = (-1024.0, 3071.0)) -> list[Any]:
+    """Load -> slab -> normalise to [0, 1] (clipped) -> volume layout. Deterministic (cacheable)."""
+    from medsr.io import MedsrReader
+    from medsr.transforms import ModalityNormalized
+
+    return [
+        LoadImaged(keys, reader=MedsrReader(), ensure_channel_first=True, image_only=True),
+        SelectSlicesd(keys),
+        ModalityNormalized(keys, ct_window=tuple(ct_window), clip=True),
+        AsVolumed(keys),
+    ]
+
+
+def train_transforms(
+    scale: int = 2,
+    patch_size: int = 96,
+    num_samples: int = 4,
+    p_classic: float = 0.5,
+    *,
+    ct_window: Sequence[float] = (-1024.0, 3071.0),
+) -> Compose:
+    """Training pipeline producing ``{"hr": (1, P, P), "lr": (1, P/scale, P/scale)}`` patches.
+
+    Args:
+        scale: SR factor (2 or 4); ``patch_size`` must be a multiple of it.
+        patch_size: HR patch edge in pixels.
+        num_samples: patches drawn per loaded image (amortises loading on CPU).
+        p_classic: probability of the classic bicubic protocol instead of the modality's physics degradation.
+        ct_window: HU window mapped to [0, 1] for CT.
+    """
+    from medsr.errors import UsageError
+    from medsr.transforms import RandModalityDegradationd
+
+    if patch_size % scale:
+        raise UsageError(f"`patch_size` must be a multiple of `scale` ({scale}), got {patch_size}.")
+    roi = (patch_size, patch_size, 1)
+    return Compose(
+        load_transforms("hr", ct_window=ct_window)
+        + [
+            SpatialPadd("hr", spatial_size=roi),
+            EdgeWeightd("hr", w_key="weight"),
+            CastToTyped("hr", dtype=torch.float16),
+            # --- random part (not cached) ---
+            RandWeightedCropd(["hr"], w_key="weight", spatial_size=roi, num_samples=num_samples),
+            DeleteItemsd("weight"),
+            CastToTyped("hr", dtype=torch.float32),
+            SqueezeDimd("hr", dim=3),
+            RandFlipd("hr", prob=0.5, spatial_axis=0),
+            RandFlipd("hr", prob=0.5, spatial_axis=1),
+            RandRotate90d("hr", prob=0.5),
+            CopyItemsd("hr", names="lr"),
+            RandModalityDegradationd("lr", scale=scale, p_classic=p_classic),
+            EnsureTyped(["hr", "lr"], dtype=torch.float32, track_meta=False),
+        ]
+    )
+
+
+def val_transforms(scale: int = 2, crop: int = 256, *, ct_window: Sequence[float] = (-1024.0, 3071.0)) -> Compose:
+    """Validation pipeline: a central ``crop`` x ``crop`` HR slice and its classic bicubic LR (deterministic)."""
+    from medsr.transforms import BicubicDegradationd
+
+    roi = (crop, crop, 1)
+    return Compose(
+        load_transforms("hr", ct_window=ct_window)
+        + [
+            CenterSpatialCropd("hr", roi_size=(crop, crop, 1)),
+            SpatialPadd("hr", spatial_size=roi),
+            SqueezeDimd("hr", dim=3),
+            CopyItemsd("hr", names="lr"),
+            BicubicDegradationd("lr", scale=scale),
+            EnsureTyped(["hr", "lr"], dtype=torch.float32, track_meta=False),
+        ]
+    )

@@ -1,0 +1,226 @@
+"""Helpers shared by the format modules: suffixes, limits, metadata, atomic writes, geometry."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medsr import meta as mk
+from medsr.errors import OutputError, UsageError
+from medsr.typing import PathLike
+
+__all__ = [
+    "MAX_PIXELS",
+    "SOURCE_INFO",
+    "IO_MODALITIES",
+    "DICOM_SUFFIXES",
+    "NIFTI_SUFFIXES",
+    "RASTER_SUFFIXES",
+    "full_suffix",
+    "has_dicom_magic",
+    "check_modality",
+    "build_meta",
+    "spacing_from_affine",
+    "zoom_geometry",
+    "atomic_path",
+    "as_affine4",
+]
+
+MAX_PIXELS = 2**30
+"""Largest image medsr decodes (pixels, all slices/frames together); refused before allocation."""
+
+SOURCE_INFO = "medsr_source_info"
+"""Meta key (JSON text) with what the writer needs beyond :mod:`medsr.meta`: the stored
+dtype (``"dtype"``) for NIfTI and raster, NIfTI ``qform_code``/``sform_code``, the DICOM
+transfer syntax and number of source files. JSON text so that collation works."""
+
+IO_MODALITIES: tuple[str, ...] = ("xray", "ct", "mr", "other")
+
+DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom", ".ima")
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
+RASTER_SUFFIXES: dict[str, str] = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def full_suffix(path: PathLike) -> str:
+    """Lower-case suffix of ``path``; ``.nii.gz`` counts as one suffix."""
+    name = Path(path).name.lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    return Path(name).suffix
+
+
+def has_dicom_magic(path: PathLike) -> bool:
+    """True when ``path`` is a file with the ``DICM`` marker at byte 128 (DICOM Part 10)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def check_modality(modality: str | None) -> str | None:
+    """Validate the ``modality`` override of the readers."""
+    if modality is not None and modality not in IO_MODALITIES:
+        raise UsageError(f"`modality` must be one of {', '.join(IO_MODALITIES)} or None, got {modality!r}.")
+    return modality
+
+
+def spacing_from_affine(affine: np.ndarray, ndim: int) -> tuple[float, ...]:
+    """Voxel size per array axis: the norms of the affine's first ``ndim`` columns (as MONAI)."""
+    return tuple(float(np.linalg.norm(affine[:3, i])) for i in range(ndim))
+
+
+def build_meta(
+    *,
+    filename: PathLike,
+    fmt: str,
+    modality: str,
+    affine: np.ndarray,
+    shape: Sequence[int],
+    spacing_source: str,
+    bits_stored: int,
+    photometric: str = "MONOCHROME2",
+    slope: float = 1.0,
+    intercept: float = 0.0,
+    header_json: str = "",
+    source_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The meta dict every reader returns (MONAI reader keys + :mod:`medsr.meta` keys).
+
+    Every value is a str/int/float/tuple/ndarray (never None) so that MONAI's
+    ``list_data_collate`` works on it.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    return {
+        mk.FILENAME: str(filename),
+        mk.FORMAT: fmt,
+        mk.MODALITY: modality,
+        mk.SPACING: spacing_from_affine(affine, len(shape)),
+        mk.SPACING_SOURCE: spacing_source,
+        mk.BITS_STORED: int(bits_stored),
+        mk.PHOTOMETRIC: str(photometric),
+        mk.RESCALE_SLOPE: float(slope),
+        mk.RESCALE_INTERCEPT: float(intercept),
+        mk.DICOM_HEADER: header_json,
+        SOURCE_INFO: json.dumps(source_info or {}, sort_keys=True),
+        "affine": affine,
+        "original_affine": affine.copy(),
+        "spatial_shape": np.asarray(tuple(int(s) for s in shape), dtype=np.int64),
+        "original_channel_dim": "no_channel",
+        "space": "RAS",
+    }
+
+
+def as_affine4(affine: Any) -> np.ndarray:
+    """A float64 4x4 numpy copy of a 3x3 (2D) or 4x4 affine (numpy or torch)."""
+    a = affine.detach().cpu().numpy() if isinstance(affine, torch.Tensor) else np.asarray(affine)
+    a = np.array(a, dtype=np.float64)
+    if a.shape == (4, 4):
+        return a
+    if a.shape == (3, 3):
+        out = np.eye(4)
+        out[:2, :2] = a[:2, :2]
+        out[:2, 3] = a[:2, 2]
+        return out
+    raise UsageError(f"`affine` must be a 3x3 or 4x4 matrix, got shape {tuple(a.shape)}.")
+
+
+def zoom_geometry(affine: Any, factors: Sequence[float]) -> Any:
+    """Affine of an image resampled by ``factors`` per spatial axis over the same physical extent.
+
+    Voxel centres convention (as ``torch.nn.functional.interpolate(align_corners=False)``):
+    along axis ``i`` the new spacing is ``old / f`` and the first voxel centre moves by
+    ``-(f - 1) / (2 f)`` old voxels along that axis, so the outer voxel edges stay put.
+
+    Args:
+        affine: ``(N+1) x (N+1)`` voxel-to-world matrix (numpy array or torch tensor), N >= len(factors).
+        factors: positive zoom factor per spatial axis, in array-axis order (e.g. ``(2, 2)``).
+
+    Returns:
+        A new affine: a float64 numpy array, or a torch tensor of the input's dtype and device.
+
+    Example::
+
+        >>> zoom_geometry(np.diag([1.0, 2.0, 1.0]), (2, 2))[:2]
+        array([[ 0.5 ,  0.  , -0.25],
+               [ 0.  ,  1.  , -0.5 ]])
+    """
+    is_torch = isinstance(affine, torch.Tensor)
+    a = affine.detach().cpu().numpy() if is_torch else np.asarray(affine)
+    a = np.array(a, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 2:
+        raise UsageError(f"`affine` must be a square (N+1)x(N+1) matrix, got shape {tuple(a.shape)}.")
+    n = a.shape[0] - 1
+    factors = tuple(float(f) for f in factors)
+    if len(factors) > n or len(factors) == 0:
+        raise UsageError(f"`factors` must have 1 to {n} values for a {n + 1}x{n + 1} affine, got {factors}.")
+    if not all(np.isfinite(f) and f > 0 for f in factors):
+        raise UsageError(f"`factors` must be positive numbers, got {factors}.")
+    out = a.copy()
+    for i, f in enumerate(factors):
+        col = a[:n, i]
+        out[:n, n] += -(f - 1.0) / (2.0 * f) * col
+        out[:n, i] = col / f
+    if is_torch:
+        return torch.as_tensor(out, dtype=affine.dtype, device=affine.device)
+    return out
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+@contextmanager
+def atomic_path(final: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; move it onto ``final`` on success, delete it on error.
+
+    The temporary name is ``.<name>.<random>.tmp<suffix>`` (``suffix`` = the real one, e.g.
+    ``.nii.gz``) so that writers that look at the extension still work. The caller creates
+    a file *or* a folder there (a DICOM series); an existing ``final`` is replaced (a folder
+    is swapped in with two renames and the old one deleted afterwards). Nothing is created
+    by this function itself.
+
+    Example::
+
+        with atomic_path(Path("out/ct_sr2x.nii.gz")) as tmp:
+            nib.save(img, tmp)
+    """
+    final = Path(final)
+    suffix = full_suffix(final)
+    suffix = final.name[len(final.name) - len(suffix) :] if suffix else ""
+    base = final.name[: len(final.name) - len(suffix)] if suffix else final.name
+    tmp = final.parent / f".{base}.{secrets.token_hex(4)}.tmp{suffix}"
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise OutputError(f"{final}: the writer produced no output; nothing was written.")
+        if tmp.is_dir() and final.exists():
+            old = final.parent / f".{base}.{secrets.token_hex(4)}.old"
+            os.replace(final, old)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                os.replace(old, final)
+                raise
+            _remove(old)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        _remove(tmp)
+        raise
