@@ -93,26 +93,16 @@ def upscale(
     """Upscale images x2 or x4 and write them in the input's format as derived images."""
     try:
         _check_scale(scale)
-        from medsr.batch import discover, plan_outputs, run_batch
-        from medsr.inference import describe, load_upscaler, upscale_image
-        from medsr.io import load_image, save_image
+        from medsr.inference import describe, load_upscaler, upscale_path
 
-        items = discover(input, output)
-        outputs = plan_outputs(items, input, output, scale)
         log = None if quiet else (lambda m: typer.echo(m, err=True))
         upscaler = load_upscaler(
             model, scale, device=device, tile=tile, batch_size=batch_size, precision=precision, trust_bundle=trust_bundle, log=log
         )
         if verbose:
             typer.echo(describe(upscaler), err=True)
-
-        def work(item: Any, out: Path) -> None:
-            img = load_image(item.files if item.kind == "series" else item.path)
-            save_image(upscale_image(img, upscaler), out, overwrite=overwrite)
-
-        result = run_batch(
-            items, outputs, work, resume=resume, overwrite=overwrite, progress=not no_progress and not quiet,
-            verbose=verbose, description=f"upscale x{scale} {upscaler.name}",
+        result = upscale_path(
+            input, output, upscaler, overwrite=overwrite, resume=resume, progress=not no_progress and not quiet, verbose=verbose
         )
     except MedsrError as err:
         raise _fail(err, verbose) from None

@@ -215,7 +215,8 @@ def collect_cases(data: PathLike, *, modality: str = "auto", exclude: PathLike |
             label = parts[0] if len(parts) >= 2 else CLASS_ALL
             if is_series and len(parts) == 1:
                 label = CLASS_ALL
-            cases.append(Case(_load_source(item), p, label, default_mod, "/".join(parts) or p.name))
+            key = ("/".join(parts) or p.name) + (f"#{item.series_uid}" if getattr(item, "series_uid", "") else "")
+            cases.append(Case(_load_source(item), p, label, default_mod, key))
     if not cases:
         raise InputError(f"{root} contains no images (DICOM, NIfTI, PNG, TIFF or JPEG).")
     return sorted(cases, key=lambda c: (c.label, str(c.path)))
@@ -429,7 +430,8 @@ def _prepare(case: Case, img: Any, scale: int, degradation: str, seed: int) -> _
 
     from medsr.transforms import BicubicDegradation, CropToMultiple, ModalityNormalize, RandModalityDegradation
 
-    hr = CropToMultiple(scale)(ModalityNormalize()(img))
+    norm = ModalityNormalize(clip=True)(img)  # scored on [0, 1]: data_range = 1
+    hr = CropToMultiple([scale, scale] + [1] * (norm.ndim - 3))(norm)  # in-plane only
     if degradation == "bicubic":
         op = BicubicDegradation(scale)
     else:
@@ -440,13 +442,22 @@ def _prepare(case: Case, img: Any, scale: int, degradation: str, seed: int) -> _
     return _Prepared(hr, lr_t.float(), op)
 
 
+def _like_hr(sr: Any, prep: _Prepared) -> Any:
+    """``sr`` as a MetaTensor with the HR image's meta (same grid: same affine and spacing)."""
+    from monai.data import MetaTensor
+
+    out = MetaTensor(sr, meta=dict(prep.hr.meta))
+    out.affine = prep.hr.affine
+    return out
+
+
 def _redegrade(prep: _Prepared, sr: Any) -> Any:
     """The model output degraded again by the operator that made the LR input (same random draw)."""
     import torch
     from monai.data import MetaTensor
     from monai.transforms import Randomizable
 
-    x = MetaTensor(sr, affine=prep.hr.affine, meta=dict(prep.hr.meta))
+    x = _like_hr(sr, prep)
     if isinstance(prep.op, Randomizable):
         try:
             y = prep.op(x, randomize=False)
@@ -473,16 +484,28 @@ def _size_text(shape: Sequence[int]) -> str:
     return "x".join(str(int(s)) for s in shape)
 
 
-def _save_output(sr: Any, prep: _Prepared, path: Path) -> None:
-    from monai.data import MetaTensor
+RASTER_FORMATS = ("png", "jpeg", "tiff")
 
-    from medsr.io import save_image
+
+def _output_path(prep: _Prepared, folder: Path, stem: str) -> Path:
+    """``stem.png`` for 2D raster inputs (lossless, the input's bit depth), ``stem.nii.gz`` otherwise."""
+    raster = prep.hr.meta.get(mk.FORMAT) in RASTER_FORMATS and prep.hr.ndim == 3
+    return folder / f"{stem}{'.png' if raster else '.nii.gz'}"
+
+
+def _save_output(sr: Any, prep: _Prepared, path: Path) -> None:
+    """Write a model output in physical units as PNG or NIfTI (DICOM inputs too: no derived DICOM here)."""
+    from medsr.io import SOURCE_INFO, save_image
     from medsr.transforms import InvertModalityNormalize
 
-    meta = dict(prep.hr.meta)
-    meta["spatial_shape"] = tuple(sr.shape[1:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(InvertModalityNormalize()(MetaTensor(sr, affine=prep.hr.affine, meta=meta)), path)
+    img = InvertModalityNormalize()(_like_hr(sr, prep))
+    if path.name.endswith(".png"):
+        img.meta[mk.FORMAT] = "png"
+    else:
+        if img.meta.get(mk.FORMAT) != "nifti":
+            img.meta[SOURCE_INFO] = json.dumps({"dtype": "float32"})  # HU and friends, unclipped
+        img.meta[mk.FORMAT] = "nifti"
+    save_image(img, path, overwrite=True)
 
 
 def _safe(name: str) -> str:
@@ -503,7 +526,11 @@ def _display_slice(x: Any, z: int | None) -> np.ndarray:
 
 
 def _zoom_region(hr2d: np.ndarray, scale: int) -> tuple[int, int, int, int]:
-    """``(x0, x1, y0, y1)``: the most detailed square of the image's central part (edges, not labels at the margins)."""
+    """``(x0, x1, y0, y1)``: the most detailed square centred in the middle half of the image.
+
+    Detail is the mean gradient magnitude over the square; keeping its centre in the
+    middle half avoids burned-in labels, collimator edges and the skin line at the margins.
+    """
     from scipy import ndimage
 
     nx, ny = hr2d.shape
@@ -515,7 +542,7 @@ def _zoom_region(hr2d: np.ndarray, scale: int) -> tuple[int, int, int, int]:
     detail = ndimage.uniform_filter(g, size=w, mode="constant")
     mask = np.zeros_like(detail, dtype=bool)
     sx, sy = detail.shape
-    mask[int(0.2 * sx) : max(int(0.2 * sx) + 1, int(0.8 * sx)), int(0.2 * sy) : max(int(0.2 * sy) + 1, int(0.8 * sy))] = True
+    mask[int(0.25 * sx) : max(int(0.25 * sx) + 1, int(0.75 * sx)), int(0.25 * sy) : max(int(0.25 * sy) + 1, int(0.75 * sy))] = True
     detail[~mask] = -1.0
     cx, cy = np.unravel_index(int(np.argmax(detail)), detail.shape)
     cx, cy = cx * step, cy * step
@@ -535,7 +562,7 @@ def _flip_rows(meta: dict[str, Any], affine: Any) -> bool:
 
 def _to_display(a: np.ndarray, flip: bool) -> np.ndarray:
     """(X, Y) array -> (rows, columns) image: rows run along Y."""
-    d = a.T
+    d = np.swapaxes(a, 0, 1)
     return d[::-1] if flip else d
 
 
@@ -573,9 +600,7 @@ def _render_panels(
     scale: int,
 ) -> dict[str, Any]:
     """Write the PNG panels of one case at one scale; returns what ``panel.json`` records."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    import torch
     from matplotlib import colormaps
 
     hr = prep.hr
@@ -588,15 +613,25 @@ def _render_panels(
     lr2 = _display_slice(prep.lr, z)
     lr_up = np.repeat(np.repeat(lr2, scale, 0), scale, 1)[: hr2.shape[0], : hr2.shape[1]]
 
-    # display window and units: HU for CT (exact inverse mapping), percentiles otherwise
+    # Display units and window (display only; metrics use the [0, 1] images): CT back in HU
+    # through the exact inverse mapping and a fixed HU window, others between percentiles.
     low, high = meta.get(mk.NORM_LOW), meta.get(mk.NORM_HIGH)
     if modality == "ct" and low is not None and high is not None:
-        span = float(high) - float(low)
-        w_lo = (CT_DISPLAY_WINDOW[0] - float(low)) / span
-        w_hi = (CT_DISPLAY_WINDOW[1] - float(low)) / span
+        from medsr.transforms import InvertModalityNormalize
+
+        inverse = InvertModalityNormalize(low=float(low), high=float(high))
+
+        def to_units(a: np.ndarray) -> np.ndarray:
+            return _display_slice(inverse(torch.from_numpy(np.ascontiguousarray(a))[None]), None)
+
+        w_lo, w_hi = CT_DISPLAY_WINDOW
         window = {"kind": "HU", "low": CT_DISPLAY_WINDOW[0], "high": CT_DISPLAY_WINDOW[1]}
-        diff_unit, diff_factor = "HU", span
+        diff_unit, diff_factor = "HU", 1.0
     else:
+
+        def to_units(a: np.ndarray) -> np.ndarray:
+            return a
+
         sample = hr2[:: max(1, hr2.shape[0] // 512), :: max(1, hr2.shape[1] // 512)]
         w_lo, w_hi = (float(v) for v in np.percentile(sample, PERCENTILE_WINDOW))
         if w_hi <= w_lo:
@@ -612,22 +647,23 @@ def _render_panels(
 
     # overview: the whole HR slice, reduced, with the zoom box
     ov_step = max(1, math.ceil(max(hr2.shape) / 512))
-    ov = _gray(_to_display(hr2[::ov_step, ::ov_step], flip), w_lo, w_hi)
+    ov = _gray(_to_display(to_units(hr2[::ov_step, ::ov_step]), flip), w_lo, w_hi)
     ov = np.stack([ov] * 3, axis=-1)
     bx0, bx1, by0, by1 = x0 // ov_step, max(x0 // ov_step + 2, x1 // ov_step), y0 // ov_step, max(y0 // ov_step + 2, y1 // ov_step)
     rows_n = ov.shape[0]
     if flip:
         by0, by1 = rows_n - by1, rows_n - by0
     bx1, by1 = min(bx1, ov.shape[1] - 1), min(by1, rows_n - 1)
-    for t in range(max(1, ov.shape[1] // 256)):
+    for t in range(max(2, ov.shape[1] // 128)):
         ov[by0 + t, bx0:bx1 + 1] = ov[by1 - t, bx0:bx1 + 1] = (255, 200, 0)
         ov[by0:by1 + 1, bx0 + t] = ov[by0:by1 + 1, bx1 - t] = (255, 200, 0)
     _png(folder / "overview.png", ov)
     files["overview"] = "overview.png"
 
-    arrays = {"hr": hr2[crop], "lr": lr_up[crop]}
+    norm_crops = {"hr": hr2[crop], "lr": lr_up[crop]}
     for name, sr in outputs.items():
-        arrays[name] = _display_slice(sr, z)[crop]
+        norm_crops[name] = _display_slice(sr, z)[crop]
+    arrays = {name: to_units(a) for name, a in norm_crops.items()}
     for name, a in arrays.items():
         fname = f"{_safe(name)}.png"
         _png(folder / fname, _enlarge(_gray(_to_display(a, flip), w_lo, w_hi), k))
@@ -657,7 +693,7 @@ def _render_panels(
         files[f"gan_{name}"] = fname
         gan[name] = {"reference": ref, "fraction_flagged": float((dep > GAN_LOW).mean())}
 
-    np.savez_compressed(folder / "crops.npz", **{_safe(n): a.astype(np.float32) for n, a in arrays.items()})
+    np.savez_compressed(folder / "crops.npz", **{_safe(n): a.astype(np.float32) for n, a in norm_crops.items()})
     return {
         "case": case_id,
         "scale": scale,
@@ -887,8 +923,7 @@ def run_evaluation(
                         r.update(compute_metrics(sr, prep.hr, scale=s))
                         r["consistency_psnr"] = psnr(_redegrade(prep, sr), prep.lr, border=1)
                         if save_images:
-                            ext = ".nii.gz" if sr.ndim == 4 else ".png"
-                            _save_output(sr, prep, out / "images" / cid / f"{_safe(label)}_x{s}{ext}")
+                            _save_output(sr, prep, _output_path(prep, out / "images" / cid, f"{_safe(label)}_x{s}"))
                         case_rows.append(r)
                         del sr
                     bar.advance(task)
@@ -915,6 +950,8 @@ def run_evaluation(
     # second pass: re-run the few selected cases to draw their panels (no per-case images kept during scoring)
     by_case: dict[tuple[str, int], set[str]] = defaultdict(set)
     for sel in selections:
+        if sel["model"] == REFERENCE and len(model_labels) > 1:
+            continue  # bicubic is drawn beside every model; its own ranking gets panels only when alone
         by_case[(sel["case"], sel["scale"])].add(sel["model"])
     panels: dict[str, dict[str, Any]] = {}
     case_of = {ids[id(c)]: c for c in cases}

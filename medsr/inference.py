@@ -41,6 +41,8 @@ __all__ = [
     "tile_windows",
     "receptive_radius",
     "describe",
+    "load_weights",
+    "upscale_path",
 ]
 
 INTERPOLATIONS = {"bicubic": "cubic", "lanczos": "lanczos3"}
@@ -375,20 +377,8 @@ def load_upscaler(
         )
     if log is not None:
         log(f"loading bundle {info.name}: {info.inference_config}")
-    weights = info.weights(scale)
-    if not weights.is_file():
-        raise UsageError(f"bundle {info.name!r} has no weights for x{scale}: {weights} is missing.")
     net, extras = _parse_bundle(info, scale)
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UsageError(f"bundle {info.name!r}: cannot load {weights} as a weights-only checkpoint: {err}") from err
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise UsageError(f"bundle {info.name!r}: {weights.name} does not match its network_def: {str(err).splitlines()[0]}") from err
+    load_weights(net, info.weights(scale), name=info.name)
     return NetworkUpscaler(
         net,
         scale,
@@ -401,6 +391,24 @@ def load_upscaler(
         is_gan=bool(extras.get("is_gan", False)),
         precision=precision,
     )
+
+
+def load_weights(net: torch.nn.Module, path: PathLike, *, name: str = "bundle") -> torch.nn.Module:
+    """Load a weights-only checkpoint (a state dict, or ``{"model": state_dict}``) into ``net``, strictly."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{name}: weights file {path} is missing.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UsageError(f"{name}: cannot load {path} as a weights-only checkpoint: {err}") from err
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise UsageError(f"{name}: {path.name} does not match its network_def: {str(err).splitlines()[0]}") from err
+    return net
 
 
 # --------------------------------------------------------------------------- physical pipeline
@@ -429,6 +437,39 @@ def upscale_image(img: Any, upscaler: Upscaler, *, ct_window: tuple[float, float
     meta[mk.DERIVATION] = f"medsr {__version__} {upscaler.name} x{upscaler.scale}"
     out = MetaTensor(up, affine=affine, meta=meta)
     return InvertModalityNormalize()(out)
+
+
+def upscale_path(
+    input: PathLike,
+    output: PathLike | None,
+    upscaler: Upscaler,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    verbose: bool = False,
+) -> Any:
+    """Upscale a file, series or folder of images with ``upscaler``; returns a ``medsr.batch.BatchResult``.
+
+    Outputs are named and placed by :func:`medsr.batch.plan_outputs`; a file that
+    cannot be read is skipped and listed in ``errors.csv``.
+    """
+    from medsr.batch import discover, plan_outputs, run_batch
+    from medsr.io import load_image, save_image
+
+    input = Path(input)
+    output = Path(output) if output is not None else None
+    items = discover(input, output)
+    outputs = plan_outputs(items, input, output, upscaler.scale)
+
+    def work(item: Any, out: Path) -> None:
+        img = load_image(item.files if item.kind == "series" else item.path)
+        save_image(upscale_image(img, upscaler), out, overwrite=overwrite)
+
+    return run_batch(
+        items, outputs, work, resume=resume, overwrite=overwrite, progress=progress, verbose=verbose,
+        description=f"upscale x{upscaler.scale} {upscaler.name}",
+    )
 
 
 def describe(upscaler: Upscaler) -> str:

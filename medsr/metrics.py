@@ -24,8 +24,8 @@ Every function works on channel-first ``(C, X, Y)`` / ``(C, X, Y, Z)`` tensors o
 arrays (``torch.Tensor``, ``MetaTensor``, ``numpy.ndarray``) and keeps memory
 bounded: inputs are read in slabs along the first spatial axis and only
 slab-sized float64 temporaries exist at any time (a 4096 x 4096 float32
-radiograph needs a few tens of MB on top of its two inputs, where scikit-image
-allocates about 1.5 GB).
+radiograph needs about 36 MiB on top of its two inputs, where scikit-image's
+SSIM alone peaks near 0.9 GiB).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 _SSIM_PAD = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
 
-_SLAB_ELEMENTS = 1 << 20
-"""Elements per slab (float64 temporaries of 8 MiB each)."""
+_SLAB_ELEMENTS = 1 << 19
+"""Elements per slab (float64 temporaries of 4 MiB each; SSIM keeps about eight alive)."""
 
 
 def _as_array(x: NdarrayOrTensor, name: str) -> np.ndarray:
@@ -198,10 +198,17 @@ def _ssim_sum(p: np.ndarray, t: np.ndarray, data_range: float) -> tuple[float, i
         ux += uy  # ux^2 + uy^2
         del uy
         vx -= ux  # var(x) + var(y)
-        num = (2 * uxy + c1) * (2 * vxy + c2)
-        den = (ux + c1) * (vx + c2)
-        s = num / den
-        s = s[pad : pad + (b - a), pad : ny - pad]
+        # (2 ux uy + c1)(2 vxy + c2) / ((ux^2 + uy^2 + c1)(vx + vy + c2)), in place
+        uxy *= 2
+        uxy += c1
+        vxy *= 2
+        vxy += c2
+        uxy *= vxy
+        ux += c1
+        vx += c2
+        ux *= vx
+        uxy /= ux
+        s = uxy[pad : pad + (b - a), pad : ny - pad]
         total += float(s.sum())
         count += s.size
     return total, count

@@ -69,14 +69,16 @@ class SRTrainer(SupervisedTrainer):
 
     Args:
         device, max_epochs, train_data_loader, network, optimizer: as ``SupervisedTrainer``.
-        loss_function: the pixel loss (e.g. ``medsr.losses.PixelLoss("l1")``).
+        loss_function: the pixel loss (e.g. ``medsr.losses.PixelLoss("l1")``), used alone
+            without a discriminator and during the pre-training phase.
         discriminator: ``None`` for pixel-only training.
         d_optimizer: the discriminator's optimizer.
-        adversarial_loss: object with ``generator_loss(real, fake)`` and ``discriminator_loss(real, fake)``.
-        content_loss: ``callable(fake, real) -> loss`` (perceptual or feature matching); ``None`` for none.
-        alpha, beta, gamma: weights of pixel, adversarial and content losses.
+        generator_loss: a ``medsr.losses.GeneratorLoss`` (``alpha * pixel + beta * adversarial +
+            gamma * content``) for the adversarial phase; its ``adversarial`` part also gives
+            the discriminator loss.
         pretrain_iterations: pixel-only iterations before the adversarial phase.
         grad_clip: max gradient norm for both networks (``0`` disables).
+        channels_last: train 2D networks in NHWC memory layout (much faster on CPU).
         kwargs: passed to ``SupervisedTrainer`` (``epoch_length``, ``train_handlers``...).
     """
 
@@ -91,24 +93,25 @@ class SRTrainer(SupervisedTrainer):
         *,
         discriminator: torch.nn.Module | None = None,
         d_optimizer: torch.optim.Optimizer | None = None,
-        adversarial_loss: Any = None,
-        content_loss: Callable | None = None,
-        alpha: float = 1.0,
-        beta: float = 1e-3,
-        gamma: float = 6e-3,
+        generator_loss: Any = None,
         pretrain_iterations: int = 0,
         grad_clip: float = 1.0,
+        channels_last: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("prepare_batch", prepare_sr_batch)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            # 2D convolutions run several times faster in NHWC on CPUs (oneDNN); exact same maths.
+            network.to(memory_format=torch.channels_last)
+            if discriminator is not None:
+                discriminator.to(memory_format=torch.channels_last)
         super().__init__(device, max_epochs, train_data_loader, network, optimizer, loss_function, **kwargs)
-        if discriminator is not None and (d_optimizer is None or adversarial_loss is None):
-            raise UsageError("`discriminator` needs `d_optimizer` and `adversarial_loss` too.")
+        if discriminator is not None and (d_optimizer is None or generator_loss is None):
+            raise UsageError("`discriminator` needs `d_optimizer` and `generator_loss` too.")
         self.discriminator = discriminator
         self.d_optimizer = d_optimizer
-        self.adversarial_loss = adversarial_loss
-        self.content_loss = content_loss
-        self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
+        self.generator_loss = generator_loss
         self.pretrain_iterations = int(pretrain_iterations)
         self.grad_clip = float(grad_clip)
 
@@ -118,32 +121,27 @@ class SRTrainer(SupervisedTrainer):
 
     def _iteration(self, engine: Any, batchdata: dict[str, Any]) -> dict[str, Any]:
         lr, hr = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)
+        if self.channels_last and lr.ndim == 4:
+            lr = lr.contiguous(memory_format=torch.channels_last)
+            hr = hr.contiguous(memory_format=torch.channels_last)
         engine.network.train()
         fake = engine.network(lr)
-        pixel = engine.loss_function(fake, hr)
-        out: dict[str, Any] = {"image": lr, "label": hr, "pred": fake, "pixel_loss": float(pixel.detach())}
-        adversarial_phase = self.discriminator is not None and engine.state.iteration > self.pretrain_iterations
-        if adversarial_phase:
-            disc = self.discriminator
-            disc.train()
-            # discriminator step on detached generator output
+        out: dict[str, Any] = {"image": lr, "label": hr}
+        if self.discriminator is not None and engine.state.iteration > self.pretrain_iterations:
+            disc = self.discriminator.train()
+            # discriminator step, on the detached generator output
             self.d_optimizer.zero_grad(set_to_none=True)
-            d_loss = self.adversarial_loss.discriminator_loss(disc(hr), disc(fake.detach()))
+            d_loss = self.generator_loss.adversarial.discriminator_loss(disc(hr), disc(fake.detach()))
             d_loss.backward()
             self._clip(disc)
             self.d_optimizer.step()
-            # generator step: the discriminator's weights are not updated by it
-            for p in disc.parameters():
-                p.requires_grad_(False)
-            real_logits = disc(hr).detach()
-            adv = self.adversarial_loss.generator_loss(real_logits, disc(fake))
-            content = self.content_loss(fake, hr) if self.content_loss is not None else fake.new_zeros(())
-            loss = self.alpha * pixel + self.beta * adv + self.gamma * content
-            for p in disc.parameters():
-                p.requires_grad_(True)
-            out.update(d_loss=float(d_loss.detach()), adv_loss=float(adv.detach()), content_loss=float(content.detach()))
+            # generator step; the discriminator is frozen for it
+            disc.requires_grad_(False)
+            loss, parts = self.generator_loss(fake, hr, fake_logits=disc(fake), real_logits=disc(hr).detach())
+            disc.requires_grad_(True)
+            out.update({f"{k}_loss": float(v) for k, v in parts.items()}, d_loss=float(d_loss.detach()))
         else:
-            loss = pixel
+            loss = engine.loss_function(fake, hr)
         engine.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._clip(engine.network)

@@ -13,6 +13,7 @@ one patient/series on the same side of a split.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import random
 from collections import Counter
@@ -85,7 +86,9 @@ def _class_of(path: Path, root: Path) -> str:
     return CLASS_NAMES.get(top.lower(), top)
 
 
-def build_datalist(root: PathLike, *, modality: str | None = None, classes: bool = True) -> list[dict[str, Any]]:
+def build_datalist(
+    root: PathLike, *, modality: str | None = None, classes: bool = True, exclude: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """One entry per image (a DICOM series is one entry) found under ``root``.
 
     Args:
@@ -93,6 +96,7 @@ def build_datalist(root: PathLike, *, modality: str | None = None, classes: bool
             when ``classes`` is true; files directly under it have class ``all``.
         modality: force ``xray``/``ct``/``mr``; ``None`` detects it per image.
         classes: take classes from sub-folder names.
+        exclude: ``fnmatch`` patterns on the path relative to ``root`` (e.g. ``"*test224*"``) to leave out.
     """
     from medsr.io import discover_inputs
 
@@ -102,6 +106,9 @@ def build_datalist(root: PathLike, *, modality: str | None = None, classes: bool
     out = []
     for item in discover_inputs(root):
         path = item.path
+        rel = str(path.relative_to(root)) if root.is_dir() else path.name
+        if any(fnmatch.fnmatch(rel, pattern) for pattern in exclude):
+            continue
         try:
             mod = modality or detect_modality(path)
         except InputError:
@@ -177,7 +184,9 @@ def volume_depth(path: PathLike) -> int:
     """Number of slices of a series folder, NIfTI volume or multi-frame DICOM (1 for a 2D image); headers only."""
     p = Path(path)
     if p.is_dir():
-        return sum(1 for f in p.iterdir() if f.is_file() and f.suffix.lower() in ("", ".dcm", ".ima", ".dicom"))
+        from medsr.io import discover_inputs
+
+        return max((len(item.files) for item in discover_inputs(p) if item.kind == "series"), default=1)
     name = p.name.lower()
     if name.endswith((".nii", ".nii.gz")):
         import nibabel as nib

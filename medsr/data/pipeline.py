@@ -97,7 +97,7 @@ class EdgeWeightd(MapTransform):
         return d
 
 
-def load_transforms(keys: str = "hr", *, ct_window: Sequence[float] = (-1024.0, 3071.0)) -> list[Any]:
+def load_transforms(keys: str = "image", *, ct_window: Sequence[float] = (-1024.0, 3071.0)) -> list[Any]:
     """Load -> slab -> normalise to [0, 1] (clipped) -> volume layout. Deterministic (cacheable)."""
     from medsr.io import MedsrReader
     from medsr.transforms import ModalityNormalized
@@ -118,7 +118,8 @@ def train_transforms(
     *,
     ct_window: Sequence[float] = (-1024.0, 3071.0),
 ) -> Compose:
-    """Training pipeline producing ``{"hr": (1, P, P), "lr": (1, P/scale, P/scale)}`` patches.
+    """Training pipeline: a datalist entry ``{"image": path, ...}`` -> ``num_samples`` dicts with
+    ``"hr"`` (1, P, P) and ``"lr"`` (1, P/scale, P/scale) patches.
 
     Args:
         scale: SR factor (2 or 4); ``patch_size`` must be a multiple of it.
@@ -134,20 +135,21 @@ def train_transforms(
         raise UsageError(f"`patch_size` must be a multiple of `scale` ({scale}), got {patch_size}.")
     roi = (patch_size, patch_size, 1)
     return Compose(
-        load_transforms("hr", ct_window=ct_window)
+        load_transforms("image", ct_window=ct_window)
         + [
-            SpatialPadd("hr", spatial_size=roi),
-            EdgeWeightd("hr", w_key="weight"),
-            CastToTyped("hr", dtype=torch.float16),
+            SpatialPadd("image", spatial_size=roi),
+            EdgeWeightd("image", w_key="weight"),
+            CastToTyped("image", dtype=torch.float16),
             # --- random part (not cached) ---
-            RandWeightedCropd(["hr"], w_key="weight", spatial_size=roi, num_samples=num_samples),
+            RandWeightedCropd(["image"], w_key="weight", spatial_size=roi, num_samples=num_samples),
             DeleteItemsd("weight"),
-            CastToTyped("hr", dtype=torch.float32),
-            SqueezeDimd("hr", dim=3),
-            RandFlipd("hr", prob=0.5, spatial_axis=0),
-            RandFlipd("hr", prob=0.5, spatial_axis=1),
-            RandRotate90d("hr", prob=0.5),
-            CopyItemsd("hr", names="lr"),
+            CastToTyped("image", dtype=torch.float32),
+            SqueezeDimd("image", dim=3, update_meta=False),
+            RandFlipd("image", prob=0.5, spatial_axis=0),
+            RandFlipd("image", prob=0.5, spatial_axis=1),
+            RandRotate90d("image", prob=0.5),
+            CopyItemsd("image", times=2, names=["hr", "lr"]),
+            DeleteItemsd("image"),
             RandModalityDegradationd("lr", scale=scale, p_classic=p_classic),
             EnsureTyped(["hr", "lr"], dtype=torch.float32, track_meta=False),
         ]
@@ -160,12 +162,13 @@ def val_transforms(scale: int = 2, crop: int = 256, *, ct_window: Sequence[float
 
     roi = (crop, crop, 1)
     return Compose(
-        load_transforms("hr", ct_window=ct_window)
+        load_transforms("image", ct_window=ct_window)
         + [
-            CenterSpatialCropd("hr", roi_size=(crop, crop, 1)),
-            SpatialPadd("hr", spatial_size=roi),
-            SqueezeDimd("hr", dim=3),
-            CopyItemsd("hr", names="lr"),
+            CenterSpatialCropd("image", roi_size=(crop, crop, 1)),
+            SpatialPadd("image", spatial_size=roi),
+            SqueezeDimd("image", dim=3, update_meta=False),
+            CopyItemsd("image", times=2, names=["hr", "lr"]),
+            DeleteItemsd("image"),
             BicubicDegradationd("lr", scale=scale),
             EnsureTyped(["hr", "lr"], dtype=torch.float32, track_meta=False),
         ]

@@ -187,7 +187,7 @@ class ChannelAttention(nn.Module):
         check_positive_int("num_features", num_features)
         check_positive_int("reduction", reduction)
         hidden = max(1, num_features // reduction)
-        self.dims: list[int] = list(range(2, 2 + spatial_dims))
+        self.dims = list(range(2, 2 + spatial_dims))
         self.squeeze = conv_nd(spatial_dims, num_features, hidden, 1)
         self.act = nn.ReLU(inplace=True)
         self.excite = conv_nd(spatial_dims, hidden, num_features, 1)

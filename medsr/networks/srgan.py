@@ -158,7 +158,7 @@ class SRGANDiscriminator(nn.Module):
         check_positive_int("max_features", max_features)
         check_positive_int("hidden_features", hidden_features)
         self.spatial_dims = spatial_dims
-        self.dims: list[int] = list(range(2, 2 + spatial_dims))
+        self.dims = list(range(2, 2 + spatial_dims))
         act = ("leakyrelu", {"negative_slope": float(negative_slope), "inplace": True})
 
         def block(cin: int, cout: int, stride: int, use_norm: bool) -> list[nn.Module]:
@@ -180,6 +180,7 @@ class SRGANDiscriminator(nn.Module):
             conv_nd(spatial_dims, cin, hidden_features, 1), get_act_layer(act), conv_nd(spatial_dims, hidden_features, 1, 1)
         )
 
+    @torch.jit.export
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return the output of every level (after its activation), shallow to deep."""
         feats: list[torch.Tensor] = []

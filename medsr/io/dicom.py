@@ -1,0 +1,925 @@
+"""DICOM: read single-frame, multi-frame and series into physical units; write derived instances.
+
+Reading (see ``medsr.meta`` for the array layout):
+
+* the Modality LUT is applied with pydicom's ``apply_modality_lut`` (or the enhanced
+  multi-frame Pixel Value Transformation); a VOI LUT never is;
+* MONOCHROME1 is inverted in the stored-value domain, ``s' = lo + hi - s`` over the
+  BitsStored range, before the Modality LUT, so bright = dense for every modality and
+  the writer can undo it exactly;
+* in-plane spacing from PixelSpacing (``[row spacing (y), column spacing (x)]``), else
+  ImagerPixelSpacing, else 1 mm with source ``"none"`` (a zero spacing counts as absent);
+* series: one SeriesInstanceUID, slices sorted by ImagePositionPatient projected on the
+  slice normal (cross product of ImageOrientationPatient), uniform spacing checked;
+  multi-frame: frames are the third axis, positions from the per-frame functional groups;
+* files are refused before any pixel is decoded when they carry no pixel data, colour,
+  1-bit or more than :data:`~medsr.io._common.MAX_PIXELS` pixels; a file coded with a
+  lossy transfer syntax gets ``LossyImageCompression = "01"`` in its recorded header.
+
+Writing makes a new derived instance that ``dciodvfy`` accepts: new Series/SOP Instance
+UIDs, ``ImageType = DERIVED\\SECONDARY\\<kept values>``, DerivationDescription, updated
+Rows/Columns, spacing, positions, pixel data in the input's stored representation, written
+as Explicit VR Little Endian. It also drops what no longer describes the new pixels
+(group lengths, overlays, curves, icon image, smallest/largest pixel values, derivation
+codes of the source) and repairs what the validator rejects in common inputs (zero pixel
+spacing, SOP references without a SOP Class UID, a missing Frame of Reference UID).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+
+import medsr
+from medsr import meta as mk
+from medsr.errors import InputError, OutputError
+
+from ._common import MAX_PIXELS, as_affine4, build_meta
+from .discover import is_dicom_candidate
+
+try:  # pydicom >= 3
+    from pydicom.pixels import apply_modality_lut
+except ImportError:  # pragma: no cover - pydicom 2.x
+    from pydicom.pixel_data_handlers.util import apply_modality_lut
+
+try:  # pydicom >= 2.x
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+except ImportError:  # pragma: no cover
+    PYDICOM_IMPLEMENTATION_UID = UID("1.2.826.0.1.3680043.8.498.1")
+
+__all__ = [
+    "XRAY_MODALITIES",
+    "LOSSY_TRANSFER_SYNTAXES",
+    "read_dicom",
+    "read_dicom_header",
+    "dicom_files_in_folder",
+    "write_dicom",
+]
+
+XRAY_MODALITIES = frozenset({"CR", "DX", "DR", "RG", "MG", "RF", "PX", "XA", "IO"})
+"""DICOM Modality values read as ``"xray"`` (projection radiography)."""
+
+LOSSY_TRANSFER_SYNTAXES: dict[str, str] = {
+    "1.2.840.10008.1.2.4.50": "ISO_10918_1",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "ISO_10918_1",  # JPEG extended
+    "1.2.840.10008.1.2.4.81": "ISO_14495_1",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.91": "ISO_15444_1",  # JPEG 2000 (may be irreversible)
+    "1.2.840.10008.1.2.4.203": "ISO_15444_15",  # HTJ2K (may be irreversible)
+}
+"""Transfer syntaxes that may be lossy, with the LossyImageCompressionMethod to record."""
+
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # Pixel, Float, Double Float Pixel Data
+_MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+_LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_DROP_KEYWORDS = (
+    "SmallestImagePixelValue",
+    "LargestImagePixelValue",
+    "SmallestPixelValueInSeries",
+    "LargestPixelValueInSeries",
+    "IconImageSequence",
+    "DerivationCodeSequence",
+    "SourceImageSequence",
+    "PixelDataProviderURL",
+    "PlanarConfiguration",
+)
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else ""
+    return f"{type(exc).__name__}: {msg[:200]}" if msg else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _looks_like_dicom(ds: Dataset) -> bool:
+    try:
+        return any(t in ds for t in (0x00080016, 0x00280010, 0x7FE00010, 0x0020000D))
+    except Exception:
+        return False
+
+
+def _dcmread(path: Path, *, stop_before_pixels: bool) -> Dataset:
+    """Parse ``path``; pixel data is deferred (not loaded) unless ``stop_before_pixels``."""
+    kwargs: dict[str, Any] = {"stop_before_pixels": True} if stop_before_pixels else {"defer_size": "512 KB"}
+    if path.is_dir():
+        raise InputError(
+            f"{path}: is a folder where a DICOM file was expected; pass the folder itself to read a series."
+        )
+    try:
+        try:
+            return pydicom.dcmread(str(path), **kwargs)
+        except InvalidDicomError:
+            pass
+        try:
+            ds = pydicom.dcmread(str(path), force=True, **kwargs)
+        except Exception:
+            ds = None
+        if ds is None or not _looks_like_dicom(ds):
+            raise InputError(
+                f"{path}: not a DICOM file (no 'DICM' marker and no readable DICOM header); "
+                "check the file, or give it the extension of its real format."
+            )
+        return ds
+    except InputError:
+        raise
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: file not found; check the path.") from e
+    except PermissionError as e:
+        raise InputError(f"{path}: permission denied; make the file readable.") from e
+    except Exception as e:
+        raise InputError(
+            f"{path}: cannot parse the DICOM header ({_why(e)}); the file is truncated or corrupt, "
+            "re-copy or re-export it."
+        ) from e
+
+
+def read_dicom_header(path: Path) -> Dataset:
+    """Header only (no pixel data), raising :class:`InputError` for non-DICOM or broken files."""
+    return _dcmread(Path(path), stop_before_pixels=True)
+
+
+def _nframes(ds: Dataset) -> int:
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _photometric(ds: Dataset) -> str:
+    return str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+
+
+def _check_image_header(ds: Dataset, path: Path) -> None:
+    """Refuse what medsr cannot read, before any pixel is decoded."""
+    if not any(t in ds for t in _PIXEL_TAGS):
+        sop = ds.get("SOPClassUID")
+        name = UID(str(sop)).name if sop else ""
+        if not name or "Image Storage" in name:
+            raise InputError(
+                f"{path}: no pixel data in a file whose SOP class is {name or 'unreadable'}; "
+                "the file is truncated or corrupt, re-copy or re-export it."
+            )
+        raise InputError(
+            f"{path}: no pixel data (SOP class {name}); this DICOM object is not an image, pass image files only."
+        )
+    rows, cols, frames = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), _nframes(ds)
+    if rows <= 0 or cols <= 0 or frames <= 0:
+        raise InputError(
+            f"{path}: zero-size image (Rows={rows}, Columns={cols}, NumberOfFrames={frames}); the file is corrupt."
+        )
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    pi = _photometric(ds)
+    if spp != 1 or pi not in ("MONOCHROME1", "MONOCHROME2"):
+        raise InputError(
+            f"{path}: colour DICOM (SamplesPerPixel={spp}, PhotometricInterpretation={pi}); "
+            "medsr reads greyscale images only, convert it to greyscale first."
+        )
+    if rows * cols * frames > MAX_PIXELS:
+        raise InputError(
+            f"{path}: declared size {cols}x{rows}x{frames} = {rows * cols * frames} pixels exceeds medsr's limit of "
+            f"{MAX_PIXELS} pixels; crop or split the image first."
+        )
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    if bits not in (8, 16, 32, 64):
+        raise InputError(
+            f"{path}: BitsAllocated={bits} is not supported (8, 16 or 32); 1-bit objects such as "
+            "segmentations are not images to upscale."
+        )
+
+
+def _valid_pair(value: Any) -> tuple[float, float] | None:
+    try:
+        vals = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+    if len(vals) != 2 or not all(np.isfinite(v) and v > 0 for v in vals):
+        return None
+    return vals[0], vals[1]
+
+
+def _valid_float(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def _fg_item(ds: Dataset, keyword: str, frame: int | None = 0) -> Dataset | None:
+    """First item of functional group ``keyword`` for ``frame`` (per-frame first, then shared)."""
+    if frame is not None and "PerFrameFunctionalGroupsSequence" in ds:
+        pf = ds.PerFrameFunctionalGroupsSequence
+        if frame < len(pf) and keyword in pf[frame] and len(pf[frame][keyword].value):
+            return pf[frame][keyword].value[0]
+    if "SharedFunctionalGroupsSequence" in ds and len(ds.SharedFunctionalGroupsSequence):
+        shared = ds.SharedFunctionalGroupsSequence[0]
+        if keyword in shared and len(shared[keyword].value):
+            return shared[keyword].value[0]
+    return None
+
+
+def _orientation(ds: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
+    """(row direction, column direction) unit vectors in LPS, or None when absent/invalid."""
+    iop = ds.get("ImageOrientationPatient")
+    if iop is None:
+        item = _fg_item(ds, "PlaneOrientationSequence")
+        iop = item.get("ImageOrientationPatient") if item is not None else None
+    try:
+        v = np.array([float(x) for x in iop], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if v.shape != (6,) or not np.isfinite(v).all():
+        return None
+    r, c = v[:3], v[3:]
+    nr, nc = np.linalg.norm(r), np.linalg.norm(c)
+    if nr < 0.5 or nc < 0.5 or abs(np.dot(r / nr, c / nc)) > 0.01:
+        return None
+    return r / nr, c / nc
+
+
+def _position(ds: Dataset, frame: int | None = None) -> np.ndarray | None:
+    if frame is not None:
+        item = _fg_item(ds, "PlanePositionSequence", frame)
+        value = item.get("ImagePositionPatient") if item is not None else None
+    else:
+        value = ds.get("ImagePositionPatient")
+    try:
+        p = np.array([float(x) for x in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return p if p.shape == (3,) and np.isfinite(p).all() else None
+
+
+def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float], str]:
+    """((row spacing y, column spacing x), source) following DESIGN.md."""
+    ps = _valid_pair(ds.get("PixelSpacing"))
+    if ps is None:
+        item = _fg_item(ds, "PixelMeasuresSequence")
+        ps = _valid_pair(item.get("PixelSpacing")) if item is not None else None
+    if ps is not None:
+        return ps, "PixelSpacing"
+    ips = _valid_pair(ds.get("ImagerPixelSpacing"))
+    if ips is not None:
+        return ips, "ImagerPixelSpacing"
+    return (1.0, 1.0), "none"
+
+
+def _slice_thickness(ds: Dataset) -> float:
+    item = _fg_item(ds, "PixelMeasuresSequence")
+    for src in (ds, item):
+        if src is None:
+            continue
+        for kw in ("SpacingBetweenSlices", "SliceThickness"):
+            v = _valid_float(src.get(kw))
+            if v is not None:
+                return v
+    return 1.0
+
+
+def _stored_range(ds: Dataset) -> tuple[int, int]:
+    bits = int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 16))
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def _rescale(ds: Dataset, frame: int) -> tuple[float, float] | None:
+    """(slope, intercept) of an enhanced multi-frame Pixel Value Transformation, if any."""
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds or "ModalityLUTSequence" in ds:
+        return None
+    item = _fg_item(ds, "PixelValueTransformationSequence", frame)
+    if item is None:
+        return None
+    slope = float(item.get("RescaleSlope", 1) or 1)
+    intercept = float(item.get("RescaleIntercept", 0) or 0)
+    return slope, intercept
+
+
+def _decode(ds: Dataset, path: Path) -> np.ndarray:
+    """Physical values, shape (frames, rows, cols), float32: MONOCHROME1 inverted, Modality LUT applied.
+
+    Frame by frame (float64 arithmetic per frame), and the file's pixel data is released
+    afterwards, so a series or a long multi-frame costs little more than its float32 result.
+    """
+    rows, cols, frames = int(ds.Rows), int(ds.Columns), _nframes(ds)
+    try:
+        arr = np.asarray(ds.pixel_array)
+    except Exception as e:
+        ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(ds, "file_meta") else "unknown"
+        raise InputError(
+            f"{path}: cannot decode the pixel data (transfer syntax {UID(str(ts)).name}; {_why(e)}); "
+            "the file is truncated or corrupt, or a decoder is missing (pip install pylibjpeg "
+            "pylibjpeg-openjpeg pylibjpeg-libjpeg)."
+        ) from e
+    finally:
+        _release_pixels(ds)
+    if arr.size != rows * cols * frames:
+        raise InputError(
+            f"{path}: decoded {arr.size} pixels where Rows x Columns x Frames = {rows * cols * frames}; "
+            "the file is corrupt."
+        )
+    arr = arr.reshape(frames, rows, cols)
+    is_float = arr.dtype.kind == "f"
+    monochrome1 = _photometric(ds) == "MONOCHROME1"
+    lo, hi = _stored_range(ds)
+    enhanced_rescale = not is_float and _rescale(ds, 0) is not None
+    out = np.empty(arr.shape, dtype=np.float32)
+    for f in range(frames):
+        frame = arr[f]
+        if monochrome1:
+            frame = -frame.astype(np.float64) if is_float else (lo + hi) - frame.astype(np.int64)
+        if is_float:
+            values = np.asarray(frame, dtype=np.float64)
+        elif enhanced_rescale:
+            slope, intercept = _rescale(ds, f) or (1.0, 0.0)
+            values = frame * slope + intercept
+        else:
+            values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise InputError(
+                f"{path}: the pixel data contains NaN or infinite values; fix or mask them before upscaling."
+            )
+        out[f] = values
+    return out
+
+
+def _release_pixels(ds: Dataset) -> None:
+    """Drop the (deferred or loaded) pixel data and pydicom's decoded cache from ``ds``."""
+    for tag in _PIXEL_TAGS:
+        if tag in ds:
+            del ds[tag]
+    if getattr(ds, "_pixel_array", None) is not None:
+        ds._pixel_array = None
+
+
+def _modality(ds: Dataset) -> str:
+    value = str(ds.get("Modality", "") or "").strip().upper()
+    if value == "CT":
+        return "ct"
+    if value == "MR":
+        return "mr"
+    if value in XRAY_MODALITIES:
+        return "xray"
+    return "other"
+
+
+def _header_json(ds: Dataset) -> str:
+    """JSON text of ``ds`` without pixel data; a lossy transfer syntax is recorded as LossyImageCompression."""
+    hdr = Dataset()
+    for tag in ds.keys():
+        if tag in _PIXEL_TAGS:
+            continue
+        hdr.add(ds[tag])
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    if ts in LOSSY_TRANSFER_SYNTAXES and str(hdr.get("LossyImageCompression", "")) != "01":
+        hdr.LossyImageCompression = "01"
+        if "LossyImageCompressionMethod" not in hdr:
+            hdr.LossyImageCompressionMethod = LOSSY_TRANSFER_SYNTAXES[ts]
+    return hdr.to_json(suppress_invalid_tags=True)
+
+
+def _check_uniform(d: np.ndarray, where: str, what: str = "slices") -> None:
+    """``d``: positions along the normal in acquisition/sorted order; refuse duplicates, gaps, reversals."""
+    diffs = np.diff(d)
+    if diffs.size == 0:
+        return
+    med = float(np.median(np.abs(diffs)))
+    if med < 1e-4 or np.any(np.abs(diffs) < 1e-4):
+        raise InputError(
+            f"{where}: several {what} share one position (several echoes, phases or stacks in one series?); "
+            "split them into one series per stack first."
+        )
+    if not (np.all(diffs > 0) or np.all(diffs < 0)):
+        raise InputError(f"{where}: the {what} are not ordered along the slice normal; medsr reads one stack only.")
+    tol = max(0.01, 0.02 * med)
+    if float(np.max(np.abs(np.abs(diffs) - med))) > tol:
+        raise InputError(
+            f"{where}: {what} spacing is not uniform ({np.min(np.abs(diffs)):.4g} to {np.max(np.abs(diffs)):.4g} mm: "
+            "a missing slice, a gap or overlapping stacks); medsr needs evenly spaced slices, "
+            "fix the series or resample it to NIfTI first."
+        )
+
+
+def _affine_lps(ds: Dataset, kvec: np.ndarray | None, origin: np.ndarray | None) -> np.ndarray:
+    (dy, dx), _ = _pixel_spacing(ds)
+    orient = _orientation(ds)
+    r, c = orient if orient is not None else (np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
+    normal = np.cross(r, c)
+    a = np.eye(4)
+    a[:3, 0] = r * dx
+    a[:3, 1] = c * dy
+    a[:3, 2] = kvec if kvec is not None else normal * _slice_thickness(ds)
+    if origin is not None:
+        a[:3, 3] = origin
+    return a
+
+
+def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tuple[int, ...], n_files: int,
+          modality: str | None) -> dict[str, Any]:
+    slope, intercept = (1.0, 0.0)
+    rescale = _rescale(ds, 0)
+    if rescale is not None:
+        slope, intercept = rescale
+    elif "ModalityLUTSequence" not in ds:
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    _, source = _pixel_spacing(ds)
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    return build_meta(
+        filename=path,
+        fmt=fmt,
+        modality=modality or _modality(ds),
+        affine=_LPS_RAS @ affine_lps,
+        shape=shape,
+        spacing_source=source,
+        bits_stored=int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 0) or 0),
+        photometric=_photometric(ds),
+        slope=slope,
+        intercept=intercept,
+        header_json=_header_json(ds),
+        source_info={"transfer_syntax": ts, "n_files": n_files, "sop_class": str(ds.get("SOPClassUID", ""))},
+    )
+
+
+def _read_single(path: Path, modality: str | None) -> tuple[np.ndarray, dict[str, Any]]:
+    ds = _dcmread(path, stop_before_pixels=False)
+    _check_image_header(ds, path)
+    frames = _nframes(ds)
+    multiframe = "NumberOfFrames" in ds or "PerFrameFunctionalGroupsSequence" in ds
+    kvec, origin = None, _position(ds)
+    if multiframe:
+        positions = [_position(ds, f) for f in range(frames)] if "PerFrameFunctionalGroupsSequence" in ds else []
+        if positions and all(p is not None for p in positions):
+            origin = positions[0]
+            if frames > 1:
+                orient = _orientation(ds)
+                normal = np.cross(*orient) if orient is not None else np.array([0, 0, 1.0])
+                _check_uniform(np.array([p @ normal for p in positions]), str(path), "frames")
+                kvec = (positions[-1] - positions[0]) / (frames - 1)
+    pixels = _decode(ds, path)  # (frames, rows, cols)
+    if frames == 1:
+        array = pixels[0].T
+    else:
+        array = np.transpose(pixels, (2, 1, 0))
+    fmt = "dicom_multiframe" if multiframe else "dicom"
+    meta = _meta(ds, path, fmt, _affine_lps(ds, kvec, origin), array.shape, 1, modality)
+    return np.ascontiguousarray(array, dtype=np.float32), meta
+
+
+def _series_label(uid: str, files: list[Path], ds: Dataset) -> str:
+    desc = str(ds.get("SeriesDescription", "") or "")
+    return f"{uid} ({len(files)} files{', ' + repr(desc) if desc else ''})"
+
+
+def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tuple[np.ndarray, dict[str, Any]]:
+    datasets = [(p, _dcmread(p, stop_before_pixels=False)) for p in paths]
+    by_uid: dict[str, list[tuple[Path, Dataset]]] = {}
+    for p, ds in datasets:
+        if str(ds.get("SOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY:
+            continue
+        by_uid.setdefault(str(ds.get("SeriesInstanceUID", "") or "<no SeriesInstanceUID>"), []).append((p, ds))
+    if len(by_uid) > 1:
+        labels = "; ".join(_series_label(u, [p for p, _ in v], v[0][1]) for u, v in sorted(by_uid.items()))
+        raise InputError(
+            f"{where}: holds {len(by_uid)} DICOM series ({labels}); pass one series at a time "
+            "(medsr.io.discover_inputs splits a folder into series)."
+        )
+    items = next(iter(by_uid.values()), [])
+    if not items:
+        raise InputError(f"{where}: contains no DICOM images; pass an image file or a folder holding one series.")
+    if len(items) == 1:
+        return _read_single(items[0][0], modality)
+    first_path, first = items[0]
+    for p, ds in items:
+        _check_image_header(ds, p)
+        if _nframes(ds) != 1 or "PerFrameFunctionalGroupsSequence" in ds:
+            raise InputError(f"{p}: a multi-frame file inside a series; pass multi-frame files on their own.")
+        if _orientation(ds) is None or _position(ds) is None:
+            raise InputError(
+                f"{p}: no valid ImagePositionPatient/ImageOrientationPatient, so the {len(items)} slices of "
+                f"{where} cannot be ordered; pass the files one at a time."
+            )
+    ref_orient = _orientation(first)
+    ref_spacing, _ = _pixel_spacing(first)
+    for p, ds in items[1:]:
+        problems = []
+        for kw in ("Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation"):
+            if ds.get(kw) != first.get(kw):
+                problems.append(f"{kw} {ds.get(kw)} vs {first.get(kw)}")
+        if _photometric(ds) != _photometric(first):
+            problems.append(f"PhotometricInterpretation {_photometric(ds)} vs {_photometric(first)}")
+        orient = _orientation(ds)
+        if orient is None or not (np.allclose(orient[0], ref_orient[0], atol=1e-3)
+                                  and np.allclose(orient[1], ref_orient[1], atol=1e-3)):
+            problems.append("ImageOrientationPatient differs")
+        if not np.allclose(_pixel_spacing(ds)[0], ref_spacing, rtol=1e-3):
+            problems.append(f"PixelSpacing {_pixel_spacing(ds)[0]} vs {ref_spacing}")
+        if problems:
+            raise InputError(
+                f"{p}: does not match the first slice {first_path.name} of its series ({'; '.join(problems)}); "
+                "a series must be one stack of identical slices, pass the files separately."
+            )
+    normal = np.cross(*ref_orient)
+    positions = np.array([_position(ds) for _, ds in items])
+    order = np.argsort(positions @ normal, kind="stable")
+    items = [items[i] for i in order]
+    positions = positions[order]
+    _check_uniform(positions @ normal, where)
+    rows, cols, n = int(first.Rows), int(first.Columns), len(items)
+    if rows * cols * n > MAX_PIXELS:
+        raise InputError(
+            f"{where}: {n} slices of {cols}x{rows} = {rows * cols * n} pixels exceed medsr's limit of "
+            f"{MAX_PIXELS} pixels; split the series first."
+        )
+    volume = np.empty((cols, rows, n), dtype=np.float32)
+    for k, (p, ds) in enumerate(items):
+        volume[:, :, k] = _decode(ds, p)[0].T
+    kvec = (positions[-1] - positions[0]) / (n - 1)
+    first_path, first = items[0]
+    meta = _meta(first, first_path, "dicom_series", _affine_lps(first, kvec, positions[0]), volume.shape, n, modality)
+    return volume, meta
+
+
+def dicom_files_in_folder(folder: Path) -> list[Path]:
+    """DICOM candidates directly inside ``folder`` (see :func:`medsr.io.discover.is_dicom_candidate`).
+
+    Hidden files and DICOMDIR are skipped.
+    """
+    out = []
+    for p in sorted(Path(folder).iterdir()):
+        if p.name.startswith(".") or p.name.upper() == "DICOMDIR" or not p.is_file():
+            continue
+        if is_dicom_candidate(p):
+            out.append(p)
+    return out
+
+
+def read_dicom(paths: Sequence[Path], modality: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read one DICOM file, a folder holding one series, or a list of files of one series.
+
+    Returns:
+        (array, meta): float32 array ``(X, Y)`` or ``(X, Y, Z)`` and the meta dict.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1 and paths[0].is_dir():
+        folder = paths[0]
+        files = dicom_files_in_folder(folder)
+        if not files:
+            raise InputError(
+                f"{folder}: contains no DICOM files (.dcm/.dicom/.ima or files with the 'DICM' marker); "
+                "pass an image file, or a folder holding one DICOM series."
+            )
+        return _read_series(files, modality, str(folder))
+    if len(paths) == 1:
+        return _read_single(paths[0], modality)
+    if not paths:
+        raise InputError("no input files given; pass a file, a folder or a list of DICOM files.")
+    return _read_series(paths, modality, f"the {len(paths)} files starting with {paths[0]}")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _ds_value(x: float) -> str:
+    """A decimal string (DS) of at most 16 characters."""
+    x = float(x)
+    if abs(x) < 1e-9:
+        return "0"
+    for prec in range(10, 0, -1):
+        s = f"{x:.{prec}g}"
+        if len(s) <= 16:
+            return s
+    return f"{x:.6e}"
+
+
+class _Encoding:
+    """The input's stored representation and its inverse Modality LUT."""
+
+    def __init__(self, hdr: Dataset, target: Path):
+        self.target = target
+        if "FloatPixelData" in hdr or "DoubleFloatPixelData" in hdr:
+            raise OutputError(f"{target}: writing float DICOM pixel data is not supported; write NIfTI instead.")
+        self.bits_allocated = int(hdr.get("BitsAllocated", 16) or 16)
+        if self.bits_allocated not in (8, 16, 32):
+            raise OutputError(f"{target}: cannot write BitsAllocated={self.bits_allocated}; write NIfTI instead.")
+        self.signed = int(hdr.get("PixelRepresentation", 0) or 0) == 1
+        self.lo, self.hi = _stored_range(hdr)
+        self.dtype = np.dtype(f"<{'i' if self.signed else 'u'}{self.bits_allocated // 8}")
+        self.monochrome1 = _photometric(hdr) == "MONOCHROME1"
+        self.lut: tuple[int, np.ndarray] | None = None
+        if "ModalityLUTSequence" in hdr and len(hdr.ModalityLUTSequence):
+            item = hdr.ModalityLUTSequence[0]
+            n_entries, first, nbits = (int(v) for v in item.LUTDescriptor)
+            data = item.LUTData
+            if isinstance(data, bytes):
+                data = np.frombuffer(data, dtype="<u2" if nbits > 8 else "u1")
+            lut = np.asarray(data, dtype=np.float64).ravel()
+            if lut.size < 2 or np.any(np.diff(lut) < 0):
+                raise OutputError(
+                    f"{target}: the input's Modality LUT is not monotonic and cannot be inverted; write NIfTI instead."
+                )
+            self.lut = (first, lut)
+        self.slope = float(hdr.get("RescaleSlope", 1) or 1)
+        self.intercept = float(hdr.get("RescaleIntercept", 0) or 0)
+        if not np.isfinite(self.slope) or self.slope == 0 or not np.isfinite(self.intercept):
+            raise OutputError(
+                f"{target}: the input's RescaleSlope/Intercept ({self.slope}, {self.intercept}) cannot be inverted; "
+                "write NIfTI instead."
+            )
+
+    def to_stored(self, values: np.ndarray, rescale: tuple[float, float] | None = None) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise OutputError(f"{self.target}: the image contains NaN or infinite values; nothing was written.")
+        if self.lut is not None and rescale is None:
+            first, lut = self.lut
+            idx = np.clip(np.searchsorted(lut, values), 1, lut.size - 1)
+            idx = np.where(np.abs(values - lut[idx - 1]) <= np.abs(lut[idx] - values), idx - 1, idx)
+            stored = (idx + first).astype(np.float64)
+        else:
+            slope, intercept = rescale if rescale is not None else (self.slope, self.intercept)
+            stored = np.rint((values - intercept) / slope)
+        stored = np.clip(stored, self.lo, self.hi)
+        if self.monochrome1:
+            stored = (self.lo + self.hi) - stored
+        return stored.astype(self.dtype)
+
+
+_UNPAIRED_BODY_PARTS = frozenset({
+    "HEAD", "BRAIN", "SKULL", "NECK", "CHEST", "THORAX", "ABDOMEN", "PELVIS", "SPINE", "CSPINE", "TSPINE",
+    "LSPINE", "SSPINE", "HEART", "WHOLEBODY", "CHESTABDOMEN", "ABDOMENPELVIS", "CHESTABDPELVIS", "HEADNECK",
+})
+_VR_PATTERNS = {
+    "DA": re.compile(r"^(\d{8}|\d{4}\.\d{2}\.\d{2})$"),
+    "TM": re.compile(r"^\d{2}(:?\d{2}(:?\d{2}(\.\d{1,6})?)?)?$"),
+    "DT": re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?)?)?([+-]\d{4})?$"),
+    "AS": re.compile(r"^\d{3}[DWMY]$"),
+}
+
+
+def _drop_and_repair(ds: Dataset) -> None:
+    """Remove what no longer describes the new pixels; repair what dciodvfy rejects in common inputs."""
+    for tag in list(ds.keys()):
+        group, element = tag.group, tag.element
+        if element == 0 or (0x6000 <= group <= 0x60FF or 0x5000 <= group <= 0x50FF) and group % 2 == 0:
+            del ds[tag]
+    for kw in _DROP_KEYWORDS:
+        if kw in ds:
+            delattr(ds, kw)
+    for kw in ("PixelSpacing", "ImagerPixelSpacing"):
+        if kw in ds and _valid_pair(ds.get(kw)) is None:
+            delattr(ds, kw)
+    for elem in list(ds):
+        if elem.VR in _VR_PATTERNS and isinstance(elem.value, str) and elem.value:
+            if not _VR_PATTERNS[elem.VR].match(elem.value.strip()):
+                ds[elem.tag].value = ""  # e.g. '***' placeholders of an anonymiser
+        if elem.VR != "SQ" or elem.tag in (0x52009229, 0x52009230):
+            continue
+        items = list(elem.value)
+        kept = [
+            it for it in items
+            if not (("ReferencedSOPInstanceUID" in it) ^ ("ReferencedSOPClassUID" in it))
+        ]
+        if len(kept) != len(items):
+            if kept:
+                ds[elem.tag].value = DicomSequence(kept)
+            else:
+                del ds[elem.tag]
+    enhanced = "SharedFunctionalGroupsSequence" in ds
+    body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
+    if "Laterality" in ds and not ds.Laterality and body_part in _UNPAIRED_BODY_PARTS:
+        del ds.Laterality  # an empty Laterality is only allowed for paired body parts
+    elif "Laterality" not in ds and body_part not in _UNPAIRED_BODY_PARTS and not enhanced and (
+        "ImageLaterality" not in ds
+    ):
+        ds.Laterality = ""  # Type 2C: unknown (empty) rather than missing
+    if "PatientOrientation" not in ds and "ImageOrientationPatient" not in ds and not enhanced:
+        ds.PatientOrientation = ""  # Type 2C when there is no patient-based orientation
+    if "PixelAspectRatio" in ds:
+        try:
+            ratio = [int(v) for v in ds.PixelAspectRatio]
+        except (TypeError, ValueError):
+            ratio = []
+        if "PixelSpacing" in ds or len(ratio) != 2 or ratio[0] == ratio[1]:
+            del ds.PixelAspectRatio  # not allowed with PixelSpacing, nor when 1:1
+    if str(ds.get("PatientIdentityRemoved", "")).upper() == "YES" and not (
+        "DeidentificationMethod" in ds or "DeidentificationMethodCodeSequence" in ds
+    ):
+        ds.DeidentificationMethod = "not recorded in the source image"
+
+
+def _write_dataset(ds: Dataset, path: Path) -> None:
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = ds.SOPClassUID
+    fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    fm.TransferSyntaxUID = ExplicitVRLittleEndian
+    fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    fm.ImplementationVersionName = f"MEDSR_{medsr.__version__}"[:16]
+    ds.file_meta = fm
+    ds.preamble = b"\0" * 128
+    try:
+        pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+    except TypeError:  # pragma: no cover - pydicom 2.x
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        pydicom.dcmwrite(str(path), ds, write_like_original=False)
+
+
+def write_dicom(img: Any, target: Path, final: Path) -> None:
+    """Write ``img`` (channel-first MetaTensor) as a derived instance at ``target``.
+
+    ``target`` is the temporary path (a file, or a folder created here for a series);
+    ``final`` is only used in messages.
+    """
+    meta = img.meta
+    fmt = meta.get(mk.FORMAT)
+    header_json = meta.get(mk.DICOM_HEADER)
+    if not isinstance(header_json, str) or not header_json:
+        raise OutputError(
+            f"{final}: meta[{mk.DICOM_HEADER!r}] holds no DICOM header, so a DICOM cannot be derived; "
+            "read the input with medsr.io.load_image, or write NIfTI instead."
+        )
+    try:
+        hdr = Dataset.from_json(header_json)
+    except Exception as e:
+        raise OutputError(
+            f"{final}: meta[{mk.DICOM_HEADER!r}] is not DICOM JSON ({_why(e)}); nothing was written."
+        ) from e
+    if "SOPClassUID" not in hdr:
+        raise OutputError(f"{final}: the source header has no SOPClassUID; write NIfTI instead.")
+    data = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
+    if data.ndim not in (3, 4) or data.shape[0] != 1:
+        raise OutputError(
+            f"{final}: expected a single-channel image (1, X, Y[, Z]) to write DICOM, got shape {tuple(data.shape)}."
+        )
+    values = data[0]
+    if values.ndim == 2:
+        values = values[:, :, None]
+    if fmt == "dicom" and values.shape[2] != 1:
+        raise OutputError(
+            f"{final}: a {values.shape[2]}-slice volume cannot be written as one single-frame DICOM; "
+            "set the format to 'dicom_series' or write NIfTI."
+        )
+    nx, ny, nz = values.shape
+    if nx > 65535 or ny > 65535:
+        raise OutputError(f"{final}: {nx}x{ny} exceeds DICOM's 65535 rows/columns limit; write NIfTI instead.")
+    enc = _Encoding(hdr, final)
+    lps = _LPS_RAS @ as_affine4(img.affine)
+    dx, dy = float(np.linalg.norm(lps[:3, 0])), float(np.linalg.norm(lps[:3, 1]))
+    r, c = lps[:3, 0] / dx, lps[:3, 1] / dy
+    normal = np.cross(r, c)
+    kvec = lps[:3, 2]
+    positions = [lps[:3, 3] + k * kvec for k in range(nz)]
+    new_dk = abs(float(kvec @ normal))
+    old_dk = None
+    if "original_affine" in meta and len(meta.get(mk.SPACING, ())) == 3:
+        orig = _LPS_RAS @ as_affine4(meta["original_affine"])
+        old_dk = abs(float(orig[:3, 2] @ normal)) or None
+
+    old_ps = _valid_pair(hdr.get("PixelSpacing"))
+    old_ips = _valid_pair(hdr.get("ImagerPixelSpacing"))
+    old_ipp = _position(hdr)
+    try:
+        old_loc_value = float(hdr.get("SliceLocation")) if "SliceLocation" in hdr else None
+    except (TypeError, ValueError):
+        old_loc_value = None
+    has_iop = "ImageOrientationPatient" in hdr and _orientation(hdr) is not None
+    old_thickness = _valid_float(hdr.get("SliceThickness"))
+    spacing_changed = old_dk is not None and abs(new_dk - old_dk) > 1e-6 * max(old_dk, 1e-6)
+
+    ds = hdr
+    _drop_and_repair(ds)
+    now = datetime.datetime.now()
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    image_type = ds.get("ImageType") or []
+    image_type = [image_type] if isinstance(image_type, str) else [str(v) for v in image_type]
+    enhanced = "SharedFunctionalGroupsSequence" in ds or "PerFrameFunctionalGroupsSequence" in ds
+    # enhanced multi-frame IODs only allow PRIMARY as value 2 (dciodvfy rejects SECONDARY there)
+    ds.ImageType = ["DERIVED", "PRIMARY" if enhanced else "SECONDARY", *image_type[2:]]
+    ds.DerivationDescription = str(meta.get(mk.DERIVATION) or f"medsr {medsr.__version__}")[:1024]
+    ds.SeriesInstanceUID = generate_uid()
+    for kw_date, kw_time in (("InstanceCreationDate", "InstanceCreationTime"), ("SeriesDate", "SeriesTime"),
+                             ("ContentDate", "ContentTime")):
+        setattr(ds, kw_date, date)
+        setattr(ds, kw_time, time)
+    desc = str(ds.get("SeriesDescription", "") or "")
+    ds.SeriesDescription = (f"{desc} " if desc else "")[: 64 - len("[medsr]")] + "[medsr]"
+    if fmt != "dicom_series" and "SOPInstanceUID" in hdr:
+        src = Dataset()
+        src.ReferencedSOPClassUID = hdr.SOPClassUID
+        src.ReferencedSOPInstanceUID = hdr.SOPInstanceUID
+    else:
+        src = None
+    ds.Rows, ds.Columns = ny, nx
+    ds.SamplesPerPixel = 1
+    if old_ps is not None:
+        ds.PixelSpacing = [_ds_value(dy), _ds_value(dx)]
+        if old_ips is not None:
+            ds.ImagerPixelSpacing = [_ds_value(old_ips[0] * dy / old_ps[0]), _ds_value(old_ips[1] * dx / old_ps[1])]
+    elif old_ips is not None:
+        ds.ImagerPixelSpacing = [_ds_value(dy), _ds_value(dx)]
+    if has_iop:
+        ds.ImageOrientationPatient = [_ds_value(v) for v in (*r, *c)]
+    if old_ipp is not None and "FrameOfReferenceUID" not in ds:
+        ds.FrameOfReferenceUID = generate_uid()
+        if "PositionReferenceIndicator" not in ds:
+            ds.PositionReferenceIndicator = ""
+    if fmt in ("dicom_series", "dicom_multiframe") and spacing_changed and old_thickness is not None:
+        ds.SliceThickness = _ds_value(old_thickness * new_dk / old_dk)
+    if fmt == "dicom_series" or (fmt == "dicom_multiframe" and "SpacingBetweenSlices" in ds):
+        ds.SpacingBetweenSlices = _ds_value(new_dk)
+
+    per_frame_rescale: list[tuple[float, float] | None] = [None] * nz
+    if fmt == "dicom_multiframe":
+        ds.NumberOfFrames = nz
+        per_frame_rescale = _update_functional_groups(ds, hdr_positions=positions, iop=(r, c), spacing=(dy, dx),
+                                                      new_dk=new_dk, old_dk=old_dk, final=final)
+    elif "NumberOfFrames" in ds:
+        ds.NumberOfFrames = 1
+
+    def pixel_bytes(k0: int, k1: int) -> bytes:
+        frames = [enc.to_stored(values[:, :, k].T, per_frame_rescale[k]) for k in range(k0, k1)]
+        raw = np.ascontiguousarray(np.stack(frames)).tobytes()
+        return raw + b"\0" if len(raw) % 2 else raw
+
+    def set_pixels(raw: bytes) -> None:
+        ds.PixelData = raw
+        ds["PixelData"].VR = "OB" if enc.bits_allocated == 8 else "OW"
+
+    if fmt == "dicom_series":
+        target.mkdir()
+        width = max(4, len(str(nz)))
+        for k in range(nz):
+            ds.SOPInstanceUID = generate_uid()
+            ds.InstanceNumber = k + 1
+            if old_ipp is not None:
+                ds.ImagePositionPatient = [_ds_value(v) for v in positions[k]]
+                if old_loc_value is not None:
+                    ds.SliceLocation = _ds_value(old_loc_value + float((positions[k] - old_ipp) @ normal))
+            set_pixels(pixel_bytes(k, k + 1))
+            _write_dataset(ds, target / f"{k + 1:0{width}d}.dcm")
+        return
+    ds.SOPInstanceUID = generate_uid()
+    if src is not None:
+        ds.SourceImageSequence = DicomSequence([src])
+    if old_ipp is not None:
+        ds.ImagePositionPatient = [_ds_value(v) for v in positions[0]]
+        if old_loc_value is not None:
+            ds.SliceLocation = _ds_value(old_loc_value + float((positions[0] - old_ipp) @ normal))
+    set_pixels(pixel_bytes(0, nz))
+    _write_dataset(ds, target)
+
+
+def _update_functional_groups(ds: Dataset, *, hdr_positions: list[np.ndarray], iop: tuple[np.ndarray, np.ndarray],
+                              spacing: tuple[float, float], new_dk: float, old_dk: float | None,
+                              final: Path) -> list[tuple[float, float] | None]:
+    """Update enhanced multi-frame functional groups in place; return per-frame (slope, intercept)."""
+    nz = len(hdr_positions)
+    iop_value = [_ds_value(v) for v in (*iop[0], *iop[1])]
+    rescale: list[tuple[float, float] | None] = [None] * nz
+    groups: list[Dataset] = []
+    if "SharedFunctionalGroupsSequence" in ds and len(ds.SharedFunctionalGroupsSequence):
+        groups.append(ds.SharedFunctionalGroupsSequence[0])
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        per_frame = ds.PerFrameFunctionalGroupsSequence
+        if len(per_frame) != nz:
+            raise OutputError(
+                f"{final}: changing the number of frames ({len(per_frame)} -> {nz}) of an enhanced multi-frame "
+                "DICOM is not supported; upscale in-plane only, or write NIfTI."
+            )
+        for k, item in enumerate(per_frame):
+            if "PlanePositionSequence" in item and len(item.PlanePositionSequence):
+                item.PlanePositionSequence[0].ImagePositionPatient = [_ds_value(v) for v in hdr_positions[k]]
+        groups.extend(per_frame)
+    for group in groups:
+        for elem in group:
+            if elem.VR == "SQ" and elem.keyword.endswith("FrameTypeSequence"):
+                for item in elem.value:
+                    frame_type = [str(v) for v in (item.get("FrameType") or [])]
+                    if frame_type:
+                        item.FrameType = ["DERIVED", *frame_type[1:]]
+        if "PlaneOrientationSequence" in group and len(group.PlaneOrientationSequence):
+            group.PlaneOrientationSequence[0].ImageOrientationPatient = iop_value
+        if "PixelMeasuresSequence" in group and len(group.PixelMeasuresSequence):
+            pm = group.PixelMeasuresSequence[0]
+            if "PixelSpacing" in pm:
+                pm.PixelSpacing = [_ds_value(spacing[0]), _ds_value(spacing[1])]
+            if "SpacingBetweenSlices" in pm:
+                pm.SpacingBetweenSlices = _ds_value(new_dk)
+            thick = _valid_float(pm.get("SliceThickness"))
+            if thick is not None and old_dk and abs(new_dk - old_dk) > 1e-6 * old_dk:
+                pm.SliceThickness = _ds_value(thick * new_dk / old_dk)
+    for k in range(nz):
+        rescale[k] = _rescale(ds, k)
+    return rescale

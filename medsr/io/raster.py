@@ -1,0 +1,193 @@
+"""PNG / TIFF / JPEG greyscale images: stored values as read, bit depth kept on write.
+
+Array layout ``(X, Y)`` = columns x rows (the transpose of the file's rows x columns), the
+affine is the identity (no physical spacing: ``spacing_source == "none"``), as MONAI's
+``PILReader``. Colour files whose channels are equal (R = G = B, e.g. greyscale saved as RGB;
+within a few levels for JPEG) are read as greyscale; real colour is refused.
+
+Writing: PNG 8/16-bit and TIFF (uint8, uint16, int16 or float32, as the input) are lossless;
+a JPEG input is written back as 8-bit JPEG with quality :data:`JPEG_QUALITY`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+from medsr.errors import InputError, OutputError
+
+from ._common import MAX_PIXELS, SOURCE_INFO, build_meta
+
+__all__ = ["JPEG_QUALITY", "JPEG_GREY_TOLERANCE", "read_raster", "write_raster"]
+
+JPEG_QUALITY = 95
+"""Quality of JPEG outputs (Pillow scale 1-95; 95 is Pillow's highest recommended)."""
+
+JPEG_GREY_TOLERANCE = 8
+"""Largest channel difference (grey levels) for which an RGB JPEG still counts as greyscale."""
+
+_KIND_NAMES = {"png": "PNG", "tiff": "TIFF", "jpeg": "JPEG"}
+_TIFF_DTYPES = ("uint8", "uint16", "int16", "float32")
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _colour_error(path: Path, what: str) -> InputError:
+    return InputError(
+        f"{path}: colour image ({what}); medsr reads greyscale images only, convert it to greyscale first."
+    )
+
+
+def _grey_from_channels(rgb: np.ndarray, path: Path, tolerance: int, what: str) -> np.ndarray:
+    """``rgb``: (rows, cols, 3 or 4). Return channel 0 when all colour channels agree."""
+    if rgb.shape[-1] == 4:
+        alpha = rgb[..., 3]
+        opaque = np.iinfo(alpha.dtype).max if alpha.dtype.kind == "u" else alpha.max()
+        if alpha.min() != opaque:
+            raise InputError(f"{path}: the image has transparency (alpha channel); flatten it to greyscale first.")
+        rgb = rgb[..., :3]
+    c = rgb.astype(np.int64)
+    spread = max(int(np.abs(c[..., 0] - c[..., 1]).max()), int(np.abs(c[..., 1] - c[..., 2]).max()))
+    if spread > tolerance:
+        raise _colour_error(path, what)
+    if tolerance == 0:
+        return np.ascontiguousarray(rgb[..., 0])
+    return np.rint(c.mean(axis=-1)).astype(rgb.dtype)
+
+
+def _read_pil(path: Path, kind: str) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h == 0:
+                raise InputError(f"{path}: zero-size image; the file is corrupt.")
+            if w * h > MAX_PIXELS:
+                raise InputError(f"{path}: {w}x{h} pixels exceed medsr's limit of {MAX_PIXELS}; crop it first.")
+            im.load()
+            mode = im.mode
+            if mode == "L":
+                return np.asarray(im, dtype=np.uint8)
+            if mode.startswith("I;16"):
+                return np.asarray(im).astype(np.uint16)
+            if mode == "I":
+                a = np.asarray(im)
+                if a.min() < 0 or a.max() > 65535:
+                    raise InputError(f"{path}: 32-bit integer pixels are not supported (8 or 16-bit only).")
+                return a.astype(np.uint16)
+            if mode == "1":
+                return np.asarray(im.convert("L"), dtype=np.uint8)
+            if mode in ("LA", "La"):
+                la = np.asarray(im.convert("LA"))
+                if la[..., 1].min() != 255:
+                    raise InputError(f"{path}: the image has transparency (alpha channel); flatten it first.")
+                return np.ascontiguousarray(la[..., 0])
+            tolerance = JPEG_GREY_TOLERANCE if kind == "jpeg" else 0
+            has_alpha = mode in ("RGBA", "PA", "RGBa") or "transparency" in im.info
+            rgb = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
+            return _grey_from_channels(rgb, path, tolerance, f"mode {mode}")
+    except InputError:
+        raise
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: file not found; check the path.") from e
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path}: the image is too large to decode safely ({_why(e)}); crop it first.") from e
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, EOFError) as e:
+        raise InputError(
+            f"{path}: cannot decode the {_KIND_NAMES[kind]} image ({_why(e)}); the file is truncated or corrupt."
+        ) from e
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if not tf.series:
+                raise InputError(f"{path}: the TIFF holds no image; the file is corrupt.")
+            series = tf.series[0]
+            shape = tuple(int(s) for s in series.shape)
+            if int(np.prod(shape)) == 0:
+                raise InputError(f"{path}: zero-size image; the file is corrupt.")
+            samples = shape[-1] if len(shape) >= 3 and shape[-1] in (3, 4) else 1
+            if int(np.prod(shape)) // samples > MAX_PIXELS:
+                raise InputError(f"{path}: {shape} exceeds medsr's limit of {MAX_PIXELS} pixels; crop it first.")
+            arr = np.asarray(series.asarray())
+    except InputError:
+        raise
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: file not found; check the path.") from e
+    except Exception as e:
+        raise InputError(f"{path}: cannot decode the TIFF image ({_why(e)}); the file is truncated or corrupt.") from e
+    arr = np.squeeze(arr)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = _grey_from_channels(arr, path, 0, f"{arr.shape[-1]} samples per pixel")
+    if arr.ndim != 2:
+        raise InputError(f"{path}: a multi-page TIFF of shape {arr.shape}; medsr reads one 2D image per TIFF.")
+    if arr.size > MAX_PIXELS:
+        raise InputError(f"{path}: {arr.size} pixels exceed medsr's limit of {MAX_PIXELS}; crop it first.")
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.dtype.name not in _TIFF_DTYPES:
+        raise InputError(f"{path}: TIFF pixel type {arr.dtype} is not supported ({', '.join(_TIFF_DTYPES)}).")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError(f"{path}: the image contains NaN or infinite values; fix or mask them first.")
+    return arr
+
+
+def read_raster(path: Path, kind: str, modality: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read a PNG (``kind="png"``), TIFF (``"tiff"``) or JPEG (``"jpeg"``) greyscale image."""
+    arr = _read_tiff(path) if kind == "tiff" else _read_pil(path, kind)
+    array = np.ascontiguousarray(arr.T)
+    meta = build_meta(
+        filename=path,
+        fmt=kind,
+        modality=modality or "xray",
+        affine=np.eye(4),
+        shape=array.shape,
+        spacing_source="none",
+        bits_stored=arr.dtype.itemsize * 8,
+        source_info={"dtype": arr.dtype.name},
+    )
+    return array.astype(np.float32), meta
+
+
+def write_raster(img: Any, target: Path, final: Path, kind: str) -> None:
+    """Write a 2D single-channel image in the input's bit depth (round + clip for integers)."""
+    data = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
+    if data.ndim == 4 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3 or data.shape[0] != 1:
+        raise OutputError(
+            f"{final}: {_KIND_NAMES[kind]} holds one 2D greyscale image (1, X, Y), got shape {tuple(data.shape)}."
+        )
+    values = data[0].T.astype(np.float64)  # rows x cols
+    if not np.isfinite(values).all():
+        raise OutputError(f"{final}: the image contains NaN or infinite values; nothing was written.")
+    try:
+        info = json.loads(img.meta.get(SOURCE_INFO) or "{}")
+    except (AttributeError, TypeError, ValueError):
+        info = {}
+    dtype = np.dtype(info.get("dtype", "uint8"))
+    if kind == "jpeg":
+        dtype = np.dtype(np.uint8)
+    elif kind == "png" and dtype.name not in ("uint8", "uint16"):
+        dtype = np.dtype(np.uint16)
+    if dtype.kind in "iu":
+        limits = np.iinfo(dtype)
+        out = np.clip(np.rint(values), limits.min, limits.max).astype(dtype)
+    else:
+        out = values.astype(dtype)
+    if kind == "tiff":
+        tifffile.imwrite(str(target), out, photometric="minisblack")
+    elif kind == "png":
+        Image.fromarray(out).save(str(target), format="PNG")
+    else:
+        Image.fromarray(out).save(str(target), format="JPEG", quality=JPEG_QUALITY)

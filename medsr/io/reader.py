@@ -1,0 +1,116 @@
+"""``MedsrReader``: medsr's readers behind MONAI's ``ImageReader`` protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.data import ImageReader
+from monai.utils import ensure_tuple
+
+from medsr.errors import InputError
+from medsr.typing import PathLike
+
+from ._common import DICOM_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, check_modality, full_suffix
+from .dicom import read_dicom
+from .discover import is_dicom_candidate
+from .nifti import read_nifti
+from .raster import read_raster
+
+__all__ = ["MedsrReader", "read_any"]
+
+
+@dataclass
+class _Loaded:
+    array: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def read_any(paths: Sequence[Path], modality: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Dispatch on the input: a folder or several files -> DICOM series; else by extension/content."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InputError("no input given; pass a file, a folder holding one DICOM series, or a list of DICOM files.")
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"{p}: no such file or folder; check the path.")
+    if len(paths) > 1:
+        for p in paths:
+            if p.is_dir() or full_suffix(p) in NIFTI_SUFFIXES or full_suffix(p) in RASTER_SUFFIXES:
+                raise InputError(
+                    f"{p}: a list of inputs must be the DICOM files of one series; pass other files one at a time."
+                )
+        return read_dicom(paths, modality)
+    p = paths[0]
+    if p.is_dir():
+        return read_dicom([p], modality)
+    suffix = full_suffix(p)
+    if suffix in NIFTI_SUFFIXES:
+        return read_nifti(p, modality)
+    if suffix in RASTER_SUFFIXES:
+        return read_raster(p, RASTER_SUFFIXES[suffix], modality)
+    if suffix in DICOM_SUFFIXES or suffix == "" or is_dicom_candidate(p):
+        return read_dicom([p], modality)
+    raise InputError(
+        f"{p}: unsupported file type {suffix!r}; medsr reads DICOM, NIfTI (.nii, .nii.gz), PNG, TIFF and JPEG."
+    )
+
+
+class MedsrReader(ImageReader):
+    """Read DICOM (file, multi-frame, series folder or file list), NIfTI, PNG, TIFF, JPEG for MONAI.
+
+    ``get_data`` returns the array without channel dimension (``(X, Y[, Z])``, physical
+    units) and the meta dict documented in :mod:`medsr.meta` (``original_channel_dim`` is
+    ``"no_channel"``), so ``LoadImage(reader=MedsrReader(), image_only=True,
+    ensure_channel_first=True)`` gives the same MetaTensor as :func:`medsr.io.load_image`.
+
+    Unlike MONAI's readers, a list of files is one DICOM series, not channels to stack.
+
+    Errors: :class:`~medsr.errors.InputError` propagates unchanged when the reader is
+    passed at call time, ``LoadImage(...)(path, reader=MedsrReader())`` (what ``load_image``
+    does). When it is given to the constructor, ``LoadImage(reader=MedsrReader())`` or
+    ``LoadImaged(keys, reader=MedsrReader())``, MONAI catches the error, tries its own
+    readers on the same file, and if they all fail raises ``RuntimeError`` whose message
+    contains medsr's message (and if one succeeds, returns that reader's result).
+
+    Args:
+        modality: force ``meta["modality"]`` (``"xray"``, ``"ct"``, ``"mr"``, ``"other"``);
+            default: from the DICOM header, ``"xray"`` for PNG/TIFF/JPEG, guessed for NIfTI.
+
+    Example::
+
+        from monai.transforms import LoadImaged
+        load = LoadImaged("image", reader=MedsrReader(), ensure_channel_first=True)
+        img = load({"image": "ct_series/"})["image"]
+    """
+
+    def __init__(self, modality: str | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        self.modality = check_modality(modality)
+        self.kwargs = kwargs
+
+    def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
+        names = [Path(n) for n in ensure_tuple(filename)]
+        if not names:
+            return False
+        if len(names) == 1 and names[0].is_dir():
+            return True
+        return all(
+            full_suffix(n) in DICOM_SUFFIXES + NIFTI_SUFFIXES or full_suffix(n) in RASTER_SUFFIXES
+            or (n.is_file() and is_dicom_candidate(n))
+            for n in names
+        )
+
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> _Loaded:
+        array, meta = read_any([Path(p) for p in ensure_tuple(data)], self.modality)
+        return _Loaded(array, meta)
+
+    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
+        if isinstance(img, (list, tuple)):
+            if len(img) != 1:
+                raise InputError(f"MedsrReader.get_data expects one image, got {len(img)}.")
+            img = img[0]
+        return img.array, dict(img.meta)

@@ -1,0 +1,533 @@
+"""Build the clinician report from an evaluation folder (metrics.csv, summary.json, cases/)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from medsr import __version__
+from medsr.errors import InputError, OutputError
+from medsr.typing import PathLike
+
+__all__ = ["MODALITY_NAMES", "load_results", "report_context", "render_html", "build_report"]
+
+MODALITY_NAMES = {"xray": "X-ray", "ct": "CT", "mr": "MR", "other": "Other images"}
+
+METRIC_LABELS = {
+    "psnr": ("PSNR", "dB"),
+    "ssim": ("SSIM", ""),
+    "mae": ("Mean absolute error", "% of range"),
+    "nrmse": ("Relative error (NRMSE)", ""),
+    "sharpness": ("Edge sharpness", "x original"),
+    "consistency_psnr": ("Consistency PSNR", "dB"),
+}
+
+RANK_WORDS = {"best": "best case", "median": "median case", "worst": "worst case"}
+"""How the case ranks (by PSNR gain over bicubic; for bicubic alone by its PSNR) are worded."""
+
+SMALL_N = 10
+"""Groups with fewer images than this get a caution."""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _num(v: str) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def load_results(outdir: PathLike) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, dict[str, Any]]]:
+    """``(metrics rows, summary, panels by "<case>_x<scale>")`` from an evaluation folder."""
+    root = Path(outdir)
+    metrics_csv, summary_json = root / "metrics.csv", root / "summary.json"
+    for f in (metrics_csv, summary_json):
+        if not f.is_file():
+            raise InputError(f"{root} is not an evaluation folder: {f.name} is missing; run `medsr evaluate` first.")
+    from medsr.evaluation import STAT_METRICS
+
+    with open(metrics_csv, newline="", encoding="utf-8") as fh:
+        rows = []
+        for r in csv.DictReader(fh):
+            for m in STAT_METRICS:
+                r[m] = _num(r.get(m, ""))
+            r["scale"] = int(r["scale"])
+            r["is_gan"] = str(r.get("is_gan", "")).lower() == "true"
+            rows.append(r)
+    try:
+        summary = json.loads(summary_json.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise InputError(f"{summary_json} is not valid JSON: {err}") from err
+    panels = {}
+    for pj in sorted((root / "cases").glob("*/panel.json")):
+        try:
+            panel = json.loads(pj.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        panel["dir"] = pj.parent
+        panels[pj.parent.name] = panel
+    return rows, summary, panels
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _f(v: Any, digits: int) -> str:
+    if v is None or not math.isfinite(float(v)):
+        return "n/a"
+    return f"{float(v):.{digits}f}"
+
+
+def _signed(v: Any, digits: int) -> str:
+    if v is None or not math.isfinite(float(v)):
+        return "n/a"
+    return f"{float(v):+.{digits}f}".replace("-", "\u2212")
+
+
+def _p_text(p: Any) -> str:
+    if p is None or not math.isfinite(float(p)):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+DIGITS = {"psnr": 2, "ssim": 4, "mae": 4, "nrmse": 4, "sharpness": 2, "consistency_psnr": 1}
+
+
+def _verdict(diff: dict[str, Any] | None, higher_better: bool | None) -> str:
+    """``better``/``worse``/``unclear`` from the 95% CI of the difference."""
+    if not diff or higher_better is None:
+        return ""
+    lo, hi = diff.get("ci_low"), diff.get("ci_high")
+    if lo is None or hi is None:
+        return "unclear"
+    if lo > 0:
+        return "better" if higher_better else "worse"
+    if hi < 0:
+        return "worse" if higher_better else "better"
+    return "unclear"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# --------------------------------------------------------------------------- context
+
+
+def _class_name(label: str, classes: list[str]) -> str:
+    if label == "all":
+        return "All images" if classes == ["all"] else "All classes together"
+    return label
+
+
+def report_context(
+    rows: list[dict[str, Any]], summary: dict[str, Any], panels: dict[str, dict[str, Any]], *, show_ids: bool = False
+) -> dict[str, Any]:
+    """Everything the HTML template and the PDF show, already worded and formatted (images as PNG bytes)."""
+    from medsr.report import plots
+
+    settings = summary.get("settings", {})
+    models: list[str] = list(settings.get("models") or sorted({r["model"] for r in rows}))
+    gan_models: dict[str, str] = dict(settings.get("gan_models") or {})
+    model_index = {m: i for i, m in enumerate(models)}
+    higher = summary.get("higher_is_better", {})
+    ids_ok = bool(show_ids and settings.get("show_ids"))
+    scales = sorted({r["scale"] for r in rows})
+    degradation = settings.get("degradation", "bicubic")
+
+    # ---- intro
+    deg_text = (
+        "shrinking it with bicubic downsampling (the standard laboratory protocol)"
+        if degradation == "bicubic"
+        else "simulating a lower-resolution acquisition for its modality (blur, downsampling and noise)"
+    )
+    scale_text = " and ".join(f"{s}" for s in scales)
+    others = [m for m in models if m != "bicubic"]
+    method_text = (
+        f"each method ({', '.join(others)}) and, for comparison, bicubic interpolation"
+        if others
+        else "bicubic interpolation"
+    )
+    intro = (
+        f"Each original image (the high-resolution reference) was reduced by a factor of {scale_text} in each in-plane "
+        f"direction by {deg_text}. From this low-resolution version, {method_text} produced an image at the original size, "
+        "and that result was compared pixel by pixel with the original, which the methods never saw. "
+        "Bicubic interpolation is the smooth enlargement every image viewer performs; a method is useful only if it "
+        "beats it on the same input."
+    )
+    metric_help = [
+        ("PSNR (peak signal-to-noise ratio, in dB)", "how close the pixel values are to the original; higher is better, "
+         "and +1 dB means about 20% less squared error."),
+        ("SSIM (structural similarity, 0 to 1)", "how well local structure \u2013 edges, texture, contrast \u2013 matches "
+         "the original; higher is better, 1 means identical."),
+        ("Difference vs bicubic (95% CI)", "the average gain of a method over bicubic on the same images, with the range "
+         "the true average gain lies in with 95% confidence. If the range does not include 0, the method is reliably "
+         "better (green) or worse (red) than bicubic; otherwise the difference is unclear."),
+    ]
+
+    # ---- per modality x scale sections
+    groups = summary.get("groups", [])
+    gidx = {(g["modality"], g["class"], g["model"], int(g["scale"])): g for g in groups}
+    modalities = sorted({r["modality"] for r in rows})
+    sections = []
+    findings = []
+    for mod in modalities:
+        classes = sorted({r["class"] for r in rows if r["modality"] == mod})
+        table_classes = classes + (["all"] if classes != ["all"] else [])
+        for s in scales:
+            mod_rows = [r for r in rows if r["modality"] == mod and r["scale"] == s]
+            if not mod_rows:
+                continue
+            sec: dict[str, Any] = {
+                "id": f"{mod}-x{s}",
+                "title": f"{MODALITY_NAMES.get(mod, mod)}, \u00d7{s}",
+                "modality": mod,
+                "scale": s,
+                "tables": [],
+                "plots": [],
+                "cases": [],
+                "consistency": [],
+                "other": [],
+                "has_models": len(models) > 1,
+            }
+            for label in table_classes:
+                trows = []
+                present = [m for m in models if (mod, label, m, s) in gidx]
+                if not present:
+                    continue
+                best = {}
+                for m in ("psnr", "ssim"):
+                    vals = [gidx[(mod, label, x, s)][m]["mean"] for x in present]
+                    vals = [v for v in vals if v is not None]
+                    best[m] = max(vals) if vals else None
+                n = gidx[(mod, label, present[0], s)]["n"]
+                for x in present:
+                    g = gidx[(mod, label, x, s)]
+                    row = {"model": x, "n": g["n"], "is_reference": x == "bicubic", "is_gan": x in gan_models, "cells": {}}
+                    for m in ("psnr", "ssim"):
+                        st = g[m]
+                        d = st.get("diff")
+                        row["cells"][m] = {
+                            "mean": _f(st["mean"], DIGITS[m]),
+                            "sd": _f(st["sd"], DIGITS[m]),
+                            "best": best[m] is not None and st["mean"] is not None and st["mean"] == best[m],
+                            "diff": None if not d else _signed(d["mean"], DIGITS[m]),
+                            "ci": None if not d else f"{_signed(d['ci_low'], DIGITS[m])} to {_signed(d['ci_high'], DIGITS[m])}",
+                            "p": None if not d else _p_text(d["p"]),
+                            "note": None if not d else (d.get("note") or ""),
+                            "verdict": _verdict(d, higher.get(m, True)),
+                        }
+                    trows.append(row)
+                notes = list(dict.fromkeys(c["note"] for r in trows for c in r["cells"].values() if c["note"]))
+                for r in trows:
+                    for c in r["cells"].values():
+                        c["mark"] = "\u2020" * (notes.index(c["note"]) + 1) if c["note"] else ""
+                sec["tables"].append(
+                    {
+                        "label": _class_name(label, classes),
+                        "n": n,
+                        "rows": trows,
+                        "small": n < SMALL_N,
+                        "notes": [("\u2020" * (i + 1), t) for i, t in enumerate(notes)],
+                    }
+                )
+            # other measures, all classes pooled
+            pooled = "all"
+            for x in models:
+                g = gidx.get((mod, pooled, x, s))
+                if g is None:
+                    continue
+                cells = []
+                for m in ("mae", "nrmse", "sharpness", "consistency_psnr"):
+                    st = g[m]
+                    d = st.get("diff")
+                    cells.append(
+                        {
+                            "value": _f(st["mean"] * (100 if m == "mae" else 1) if st["mean"] is not None else None, DIGITS[m] if m != "mae" else 2),
+                            "diff": None if not d else _signed(d["mean"] * (100 if m == "mae" else 1) if d["mean"] is not None else None, DIGITS[m] if m != "mae" else 2),
+                            "verdict": _verdict(d, higher.get(m)),
+                        }
+                    )
+                sec["other"].append({"model": x, "cells": cells})
+                cst = g["consistency_psnr"]
+                sec["consistency"].append({"model": x, "mean": _f(cst["mean"], 1), "sd": _f(cst["sd"], 1), "n": cst["n"]})
+
+            # findings (pooled over classes)
+            for x in models:
+                if x == "bicubic":
+                    continue
+                g = gidx.get((mod, pooled, x, s))
+                if not g or not g["psnr"].get("diff"):
+                    continue
+                d = g["psnr"]["diff"]
+                pairs = [
+                    (r["psnr"], ref["psnr"])
+                    for r in mod_rows
+                    if r["model"] == x
+                    for ref in mod_rows
+                    if ref["model"] == "bicubic" and ref["case"] == r["case"]
+                ]
+                wins = sum(1 for a, b in pairs if a > b)
+                v = _verdict(d, True)
+                word = {"better": "better than", "worse": "worse than", "unclear": "not clearly different from"}[v or "unclear"]
+                findings.append(
+                    {
+                        "verdict": v,
+                        "where": f"{MODALITY_NAMES.get(mod, mod)} \u00d7{s}",
+                        "model": x,
+                        "word": word + " bicubic",
+                        "detail": f"PSNR {_signed(d['mean'], 2)} dB (95% CI {_signed(d['ci_low'], 2)} to {_signed(d['ci_high'], 2)}), "
+                        f"higher than bicubic in {wins} of {len(pairs)} images; SSIM {_signed(g['ssim']['diff']['mean'], 4)}.",
+                    }
+                )
+
+            # plots
+            values = {
+                _class_name(label, classes): {x: [r["psnr"] for r in mod_rows if r["class"] == label and r["model"] == x] for x in models}
+                for label in classes
+            }
+            sec["plots"].append(
+                {
+                    "title": "PSNR of every image, per class",
+                    "png": plots.box_plot(values, models, ylabel="PSNR (dB), higher is better", title=f"{sec['title']}: PSNR per image"),
+                    "caption": "Each dot is one image; the box spans the middle half of the images, the line is the median.",
+                }
+            )
+            forest = []
+            for m in ("psnr", "ssim"):
+                forest = []
+                for label in table_classes:
+                    for x in models:
+                        g = gidx.get((mod, label, x, s))
+                        if x == "bicubic" or not g or not g[m].get("diff"):
+                            continue
+                        d = g[m]["diff"]
+                        forest.append(
+                            {"label": f"{_class_name(label, classes)} \u2013 {x}", "model_index": model_index.get(x, 1),
+                             "mean": d["mean"], "low": d["ci_low"], "high": d["ci_high"]}
+                        )
+                if forest:
+                    unit = " (dB)" if m == "psnr" else ""
+                    sec["plots"].append(
+                        {
+                            "title": f"Gain in {m.upper()} over bicubic",
+                            "png": plots.gain_plot(forest, xlabel=f"{m.upper()} difference vs bicubic{unit}", title=f"{sec['title']}: {m.upper()} gain over bicubic"),
+                            "caption": "Dot: average gain over bicubic on the same images; bar: 95% confidence interval. "
+                            "Bars entirely right of the line mean reliably better than bicubic.",
+                        }
+                    )
+
+            # case panels
+            for sel in summary.get("cases", []):
+                if sel["modality"] != mod or int(sel["scale"]) != s or not sel.get("panel"):
+                    continue
+                key = Path(sel["panel"]).name
+                panel = panels.get(key)
+                if panel is None:
+                    continue
+                if sel["model"] == "bicubic" and len(models) > 1:
+                    continue  # the models' panels already show bicubic beside them
+                sec["cases"].append(_case_block(sel, panel, rows, gan_models, ids_ok))
+            sections.append(sec)
+
+    # ---- GAN
+    gan = []
+    for x, ref in gan_models.items():
+        maps = [c for sec in sections for c in sec["cases"] if c["model"] == x and c.get("gan_png")]
+        gan.append({"model": x, "reference": ref, "cases": maps})
+
+    # ---- limits
+    limits = [
+        "The low-resolution images were simulated from the originals. Real low-resolution acquisitions (thicker slices, "
+        "lower dose, other reconstruction kernels, motion) differ, and results on them may be worse.",
+        "Good PSNR/SSIM do not prove diagnostic quality; no reader study was done. Judge the case images yourself.",
+    ]
+    sources = summary.get("sources", [])
+    for mod in modalities:
+        srcs = [x for x in sources if x["modality"] == mod]
+        if len(srcs) > 1:
+            fmts = {tuple(sorted(x["formats"])) for x in srcs}
+            sizes = {tuple(x["median_size"]) for x in srcs}
+            differs = len(fmts) > 1 or len(sizes) > 1
+            names = ", ".join(x["class"] for x in srcs)
+            text = (
+                f"{MODALITY_NAMES.get(mod, mod)}: the classes ({names}) "
+                + ("differ in file format or image size, so they very likely come from different sources. "
+                   if differs else "may come from different hospitals or scanners. ")
+                + "Differences between classes may then reflect the source (equipment, protocol, patient age) rather "
+                "than the finding itself: class is confounded with data source."
+            )
+            limits.append(text)
+    classes_per_mod = {mod: sorted({r["class"] for r in rows if r["modality"] == mod}) for mod in modalities}
+    if len(modalities) > 1:
+        limits.append("Modalities are evaluated separately; numbers are not comparable across X-ray, CT and MR.")
+    small = sorted({f"{MODALITY_NAMES.get(g['modality'], g['modality'])} {_class_name(g['class'], classes_per_mod.get(g['modality'], []))}"
+                    for g in groups if g["n"] < SMALL_N})
+    if small:
+        limits.append(
+            f"Small groups (fewer than {SMALL_N} images: {', '.join(small)}): confidence intervals are wide and p-values "
+            "unreliable; a larger test set is needed before drawing conclusions."
+        )
+    if gan_models:
+        limits.append("GAN-type models are trained to look sharp; they can add plausible-looking structure that is not in the "
+                      "patient. See the \u201cpossibly invented detail\u201d maps.")
+
+    boot = settings.get("bootstrap", {})
+    technical = [
+        f"Metric convention: {settings.get('metric_convention', '')}.",
+        f"Confidence intervals: {boot.get('method', 'percentile')} bootstrap of the mean paired difference, "
+        f"{boot.get('n_resamples', 2000)} resamples, seed {settings.get('seed', 0)}.",
+        f"p-values: {settings.get('test', 'Wilcoxon signed-rank')}. No correction for multiple comparisons.",
+        "Consistency PSNR: each output is degraded again with exactly the operation that produced its input and compared "
+        "with that input (in low-resolution space, a 1-pixel border cropped).",
+        "Display: CT in Hounsfield units with a window of "
+        f"{settings.get('ct_display_window', [-1000, 400])[0]:g} to {settings.get('ct_display_window', [-1000, 400])[1]:g} HU; "
+        "MR and X-ray between the 0.5th and 99.5th intensity percentiles of the original. Windows are for display only; "
+        "all metrics use the full intensity range.",
+        f"Degradation: {degradation}; scales: {', '.join(f'x{s}' for s in scales)}; medsr {summary.get('medsr_version', __version__)}.",
+    ]
+
+    n_failed = int(summary.get("n_failed", 0) or 0)
+    return {
+        "title": "Super-resolution evaluation",
+        "created": summary.get("created", ""),
+        "version": summary.get("medsr_version", __version__),
+        "n_images": summary.get("n_images", len({r["case"] for r in rows})),
+        "n_failed": n_failed,
+        "modalities": ", ".join(MODALITY_NAMES.get(m, m) for m in modalities),
+        "scales": ", ".join(f"\u00d7{s}" for s in scales),
+        "models": models,
+        "intro": intro,
+        "metric_help": metric_help,
+        "findings": findings,
+        "sections": sections,
+        "gan": gan,
+        "limits": limits,
+        "technical": technical,
+        "show_ids": ids_ok,
+        "data": settings.get("data") if ids_ok else None,
+    }
+
+
+def _case_block(sel: dict[str, Any], panel: dict[str, Any], rows: list[dict[str, Any]], gan_models: dict[str, str], ids_ok: bool) -> dict[str, Any]:
+    """One case panel laid out on a 6-column grid.
+
+    Row 1: whole image, original, low-resolution input, bicubic, the model, [GAN map];
+    row 2: the error maps, each under the image it belongs to, and the colour scale.
+    """
+    from medsr.report import plots
+
+    folder: Path = panel["dir"]
+    files = panel.get("files", {})
+    model = sel["model"]
+    scale = int(sel["scale"])
+
+    def img(key: str) -> bytes | None:
+        name = files.get(key)
+        if not name or not (folder / name).is_file():
+            return None
+        return (folder / name).read_bytes()
+
+    score = {r["model"]: r["psnr"] for r in rows if r["case"] == sel["case"] and r["scale"] == scale}
+    path = next((r["path"] for r in rows if r["case"] == sel["case"]), None) if ids_ok else None
+    unit = panel.get("diff_unit", "")
+    window = panel.get("window", {})
+    win_text = (
+        f"CT window {window.get('low'):g} to {window.get('high'):g} HU"
+        if window.get("kind") == "HU"
+        else "0.5th to 99.5th percentile of the original"
+    )
+    top = [
+        ("Original (reference)", img("hr")),
+        (f"Low-resolution input (1/{scale})", img("lr")),
+        (f"Bicubic – {_f(score.get('bicubic'), 2)} dB", img("bicubic")),
+    ]
+    bottom = [(f"Error of bicubic", img("diff_bicubic"), 4)]
+    if model != "bicubic":
+        top.append((f"{model} – {_f(score.get(model), 2)} dB", img(model)))
+        bottom.append((f"Error of {model}", img(f"diff_{model}"), 5))
+    gan_png = img(f"gan_{model}") if model in gan_models else None
+    if gan_png is not None:
+        top.append(("Possibly invented detail (red)", gan_png))
+    gan_info = panel.get("gan", {}).get(model, {})
+    if model == "bicubic":
+        headline = f"bicubic PSNR {_f(score.get('bicubic'), 2)} dB"
+    else:
+        headline = f"PSNR difference vs bicubic {_signed(sel.get('gain'), 2)} dB"
+    diff_max = float(panel.get("diff_max", 1.0))
+    words = RANK_WORDS
+    return {
+        "anchor": f"{sel['case']}-x{scale}-{model}",
+        "scale": scale,
+        "model": model,
+        "rank": " / ".join(words.get(r, r) for r in str(sel["rank"]).split("/")).capitalize(),
+        "case": sel["case"],
+        "path": path,
+        "class": sel.get("class", ""),
+        "headline": headline,
+        "overview": img("overview"),
+        "top": [t for t in top if t[1] is not None],
+        "bottom": [t for t in bottom if t[1] is not None],
+        "colorbar": plots.colorbar(diff_max, unit),
+        "diff_scale": f"black = no error, bright = {diff_max:g} {unit} or more",
+        "window": win_text,
+        "slice": panel.get("slice"),
+        "gan_png": gan_png,
+        "gan_reference": gan_info.get("reference") or gan_models.get(model),
+        "gan_fraction": None if not gan_info else f"{100 * gan_info.get('fraction_flagged', 0):.1f}%",
+    }
+
+
+# --------------------------------------------------------------------------- output
+
+
+def render_html(context: dict[str, Any]) -> str:
+    """The report as one self-contained HTML page (images inline as base64 PNG)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("medsr.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["b64"] = _b64
+    return env.get_template("report.html.j2").render(**context)
+
+
+def build_report(outdir: PathLike, *, show_ids: bool = False) -> tuple[Path, Path]:
+    """Rebuild ``OUTDIR/report.html`` and ``OUTDIR/report.pdf`` from saved evaluation results.
+
+    Args:
+        outdir: a folder written by :func:`medsr.evaluation.run_evaluation`.
+        show_ids: show file paths; only possible when the evaluation itself ran
+            with ``show_ids`` (otherwise no identifiers were ever written).
+
+    Returns:
+        ``(html_path, pdf_path)``.
+    """
+    root = Path(outdir).expanduser()
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder; pass the output folder of `medsr evaluate`.")
+    rows, summary, panels = load_results(root)
+    if not rows:
+        raise InputError(f"{root / 'metrics.csv'} has no rows; nothing to report.")
+    ctx = report_context(rows, summary, panels, show_ids=show_ids)
+    html_path, pdf_path = root / "report.html", root / "report.pdf"
+    from medsr.report.pdf import write_pdf
+
+    try:
+        tmp = html_path.with_name(html_path.name + ".tmp")
+        tmp.write_text(render_html(ctx), encoding="utf-8")
+        tmp.replace(html_path)
+        write_pdf(ctx, pdf_path)
+    except OSError as err:
+        raise OutputError(f"cannot write the report in {root}: {err.strerror or err}") from err
+    return html_path, pdf_path
