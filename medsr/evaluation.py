@@ -715,6 +715,8 @@ def _render_panels(
 
 
 def _progress(enabled: bool) -> Any:
+    """A rich progress bar on stderr (stdout stays clean for the CLI's result line)."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
@@ -723,6 +725,7 @@ def _progress(enabled: bool) -> Any:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        console=Console(stderr=True),
         disable=not enabled,
     )
 
@@ -876,18 +879,19 @@ def run_evaluation(
 
     names = list(dict.fromkeys([REFERENCE, *[str(m).strip() for m in models if str(m).strip()]]))
     upscalers: dict[tuple[str, int], Any] = {}
-    labels: dict[str, str] = {}
+    model_labels: list[str] = []  # what tables call each model: its Upscaler.name, unique
     for name in names:
-        for s in scales:
-            up = upscaler_factory(name, s)
-            label = name if name == REFERENCE else str(getattr(up, "name", None) or Path(name).name)
-            while label in labels.values() and labels.get(name) != label:
-                label += "+"
-            labels[name] = label
-            upscalers[(label, s)] = up
-    model_labels = [labels[n] for n in names]
+        ups = {s: upscaler_factory(name, s) for s in scales}
+        label = REFERENCE if name == REFERENCE else str(getattr(ups[scales[0]], "name", "") or Path(name).name)
+        while label in model_labels:
+            label += "+"
+        model_labels.append(label)
+        upscalers.update({(label, s): up for s, up in ups.items()})
     is_gan = {lab: bool(getattr(upscalers[(lab, scales[0])], "is_gan", False)) for lab in model_labels}
-    pixel_models = [m for m in model_labels if m not in (REFERENCE, "lanczos") and not is_gan[m]]
+    from medsr.inference import INTERPOLATIONS
+
+    # a GAN's "possibly invented detail" is measured against a pixel-loss network, else bicubic
+    pixel_models = [m for m in model_labels if m not in INTERPOLATIONS and m != REFERENCE and not is_gan[m]]
     gan_ref = {m: (pixel_models[0] if pixel_models else REFERENCE) for m in model_labels if is_gan[m]}
 
     cases = collect_cases(data_path, modality=modality, exclude=out)
@@ -931,7 +935,7 @@ def run_evaluation(
                 rows.extend(case_rows)
             except (MedsrError, OSError, ValueError, RuntimeError, MemoryError) as err:
                 reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                print(f"medsr: skipped {case.path if show_ids else cid}: {reason}", file=sys.stderr)
+                bar.console.print(f"medsr: skipped {case.path if show_ids else cid}: {reason}", markup=False, highlight=False)
                 errors.append((shown, reason))
                 bar.advance(task, len(scales) - advanced)
 
@@ -982,7 +986,7 @@ def run_evaluation(
         "medsr_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": {
-            "data": str(data_path) if show_ids else data_path.name,
+            "data": str(data_path) if show_ids else None,
             "scales": list(scales),
             "models": model_labels,
             "gan_models": {m: gan_ref[m] for m in gan_ref},

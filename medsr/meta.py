@@ -25,6 +25,7 @@ __all__ = [
     "RESCALE_INTERCEPT",
     "DICOM_HEADER",
     "DERIVATION",
+    "SOURCE_INFO",
     "NORM_METHOD",
     "NORM_LOW",
     "NORM_HIGH",
@@ -65,6 +66,9 @@ so that MONAI's collation of meta dicts works unchanged."""
 
 DERIVATION = "medsr_derivation"
 """Set by inference: e.g. ``"medsr 0.1.0 edsr_m x2"``; written to DerivationDescription."""
+
+SOURCE_INFO = "medsr_source_info"
+"""JSON text the writers need about the source: stored dtype, NIfTI qform/sform codes, transfer syntax."""
 
 NORM_METHOD = "norm_method"
 """Intensity mapping to [0, 1]: ``"window"`` (CT), ``"percentile"`` (MR, X-ray), ``"bits"`` (X-ray)."""

@@ -33,6 +33,7 @@ __all__ = [
     "split_slices",
     "volume_depth",
     "modality_weights",
+    "limit_per_modality",
 ]
 
 CLASS_NAMES = {"covid": "Covid", "covid-19": "Covid", "normal": "Normal", "pneumonia": "Pneumonia"}
@@ -219,6 +220,18 @@ def split_slices(datalist: Sequence[dict[str, Any]], val_fraction: float) -> tup
         train.append({**e, "slices": [0, cut]})
         val.extend({**e, "slices": [k, k + 1]} for k in range(cut, depth))
     return train, val
+
+
+def limit_per_modality(datalist: Sequence[dict[str, Any]], n: int, *, seed: int = 0) -> list[dict[str, Any]]:
+    """At most ``n`` entries per modality, drawn at random (seeded) — keeps per-epoch validation cheap and balanced."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    by_mod: dict[str, list[dict[str, Any]]] = {}
+    for entry in datalist:
+        by_mod.setdefault(entry.get("modality", "xray"), []).append(entry)
+    for entries in by_mod.values():
+        out.extend(entries if len(entries) <= n else rng.sample(entries, n))
+    return out
 
 
 def modality_weights(datalist: Sequence[dict[str, Any]], shares: dict[str, float] | None = None) -> list[float]:

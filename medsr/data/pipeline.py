@@ -29,6 +29,7 @@ from monai.transforms import (
     RandFlipd,
     RandRotate90d,
     RandWeightedCropd,
+    SelectItemsd,
     SpatialCrop,
     SpatialPadd,
     SqueezeDimd,
@@ -151,6 +152,7 @@ def train_transforms(
             CopyItemsd("image", times=2, names=["hr", "lr"]),
             DeleteItemsd("image"),
             RandModalityDegradationd("lr", scale=scale, p_classic=p_classic),
+            SelectItemsd(["hr", "lr"]),  # datalist fields differ between entries; batches carry only the pair
             EnsureTyped(["hr", "lr"], dtype=torch.float32, track_meta=False),
         ]
     )
@@ -170,6 +172,7 @@ def val_transforms(scale: int = 2, crop: int = 256, *, ct_window: Sequence[float
             CopyItemsd("image", times=2, names=["hr", "lr"]),
             DeleteItemsd("image"),
             BicubicDegradationd("lr", scale=scale),
+            SelectItemsd(["hr", "lr"]),  # datalist fields differ between entries; batches carry only the pair
             EnsureTyped(["hr", "lr"], dtype=torch.float32, track_meta=False),
         ]
     )

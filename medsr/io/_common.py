@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from medsr import meta as mk
+from medsr.meta import SOURCE_INFO
 from medsr.errors import OutputError, UsageError
 from medsr.typing import PathLike
 
@@ -38,10 +39,6 @@ __all__ = [
 MAX_PIXELS = 2**30
 """Largest image medsr decodes (pixels, all slices/frames together); refused before allocation."""
 
-SOURCE_INFO = "medsr_source_info"
-"""Meta key (JSON text) with what the writer needs beyond :mod:`medsr.meta`: the stored
-dtype (``"dtype"``) for NIfTI and raster, NIfTI ``qform_code``/``sform_code``, the DICOM
-transfer syntax and number of source files. JSON text so that collation works."""
 
 IO_MODALITIES: tuple[str, ...] = ("xray", "ct", "mr", "other")
 

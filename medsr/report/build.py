@@ -127,6 +127,167 @@ def _class_name(label: str, classes: list[str]) -> str:
     return label
 
 
+def _intro(models: list[str], scales: list[int], degradation: str) -> str:
+    deg_text = (
+        "shrinking it with bicubic downsampling (the standard laboratory protocol)"
+        if degradation == "bicubic"
+        else "simulating a lower-resolution acquisition for its modality (blur, downsampling and noise)"
+    )
+    others = [m for m in models if m != "bicubic"]
+    method_text = f"each method ({', '.join(others)}) and, for comparison, bicubic interpolation" if others else "bicubic interpolation"
+    return (
+        f"Each original image (the high-resolution reference) was reduced by a factor of {' and '.join(map(str, scales))} "
+        f"in each in-plane direction by {deg_text}. From this low-resolution version, {method_text} produced an image at "
+        "the original size, and that result was compared pixel by pixel with the original, which the methods never saw. "
+        "Bicubic interpolation is the smooth enlargement every image viewer performs; a method is useful only if it "
+        "beats it on the same input."
+    )
+
+
+METRIC_HELP = [
+    ("PSNR (peak signal-to-noise ratio, in dB)", "how close the pixel values are to the original; higher is better, "
+     "and +1 dB means about 20% less squared error."),
+    ("SSIM (structural similarity, 0 to 1)", "how well local structure \u2013 edges, texture, contrast \u2013 matches "
+     "the original; higher is better, 1 means identical."),
+    ("Difference vs bicubic (95% CI)", "the average gain of a method over bicubic on the same images, with the range "
+     "the true average gain lies in with 95% confidence. If the range does not include 0, the method is reliably "
+     "better (green) or worse (red) than bicubic; otherwise the difference is unclear."),
+]
+
+
+def _results_table(groups: list[dict[str, Any]], label: str, gan_models: dict[str, str], higher: dict[str, Any]) -> dict[str, Any]:
+    """PSNR/SSIM table of one class: mean +- SD, difference to bicubic with CI and p, best means starred."""
+    best = {}
+    for m in ("psnr", "ssim"):
+        vals = [g[m]["mean"] for g in groups if g[m]["mean"] is not None]
+        best[m] = max(vals) if vals else None
+    rows = []
+    for g in groups:
+        row = {"model": g["model"], "n": g["n"], "is_reference": g["model"] == "bicubic", "is_gan": g["model"] in gan_models, "cells": {}}
+        for m in ("psnr", "ssim"):
+            st, d, k = g[m], g[m].get("diff"), DIGITS[m]
+            row["cells"][m] = {
+                "mean": _f(st["mean"], k),
+                "sd": _f(st["sd"], k),
+                "best": st["mean"] is not None and st["mean"] == best[m],
+                "diff": None if not d else _signed(d["mean"], k),
+                "ci": None if not d else f"{_signed(d['ci_low'], k)} to {_signed(d['ci_high'], k)}",
+                "p": None if not d else _p_text(d["p"]),
+                "note": "" if not d else (d.get("note") or ""),
+                "verdict": _verdict(d, higher.get(m, True)),
+            }
+        rows.append(row)
+    # the test's caveats as footnotes, one mark per distinct note
+    notes = list(dict.fromkeys(c["note"] for r in rows for c in r["cells"].values() if c["note"]))
+    for r in rows:
+        for c in r["cells"].values():
+            c["mark"] = "\u2020" * (notes.index(c["note"]) + 1) if c["note"] else ""
+    n = groups[0]["n"]
+    return {"label": label, "n": n, "rows": rows, "small": n < SMALL_N, "notes": [("\u2020" * (i + 1), t) for i, t in enumerate(notes)]}
+
+
+def _other_measures(g: dict[str, Any], higher: dict[str, Any]) -> list[dict[str, Any]]:
+    cells = []
+    for m in ("mae", "nrmse", "sharpness", "consistency_psnr"):
+        st, d = g[m], g[m].get("diff")
+        k = 100.0 if m == "mae" else 1.0  # MAE shown in % of the intensity range
+        digits = 2 if m == "mae" else DIGITS[m]
+
+        def scaled(v: Any) -> float | None:
+            return None if v is None else float(v) * k
+
+        cells.append(
+            {
+                "value": _f(scaled(st["mean"]), digits),
+                "diff": None if not d else _signed(scaled(d["mean"]), digits),
+                "verdict": _verdict(d, higher.get(m)),
+            }
+        )
+    return cells
+
+
+def _finding(where: str, model: str, g: dict[str, Any], wins: int, n: int) -> dict[str, Any]:
+    d = g["psnr"]["diff"]
+    v = _verdict(d, True)
+    word = {"better": "better than", "worse": "worse than"}.get(v, "not clearly different from")
+    return {
+        "verdict": v,
+        "where": where,
+        "model": model,
+        "word": word + " bicubic",
+        "detail": f"PSNR {_signed(d['mean'], 2)} dB (95% CI {_signed(d['ci_low'], 2)} to {_signed(d['ci_high'], 2)}), "
+        f"higher than bicubic in {wins} of {n} images; SSIM {_signed(g['ssim']['diff']['mean'], 4)}.",
+    }
+
+
+def _gain_plot(sec_title: str, metric: str, entries: list[tuple[str, int, dict[str, Any]]]) -> dict[str, Any]:
+    from medsr.report import plots
+
+    forest = [{"label": label, "model_index": idx, "mean": d["mean"], "low": d["ci_low"], "high": d["ci_high"]} for label, idx, d in entries]
+    name = metric.upper()
+    unit = " (dB)" if metric == "psnr" else ""
+    return {
+        "title": f"Gain in {name} over bicubic",
+        "png": plots.gain_plot(forest, xlabel=f"{name} difference vs bicubic{unit}", title=f"{sec_title}: {name} gain over bicubic"),
+        "caption": "Dot: average gain over bicubic on the same images; bar: 95% confidence interval. "
+        "Bars entirely right of the line mean reliably better than bicubic.",
+    }
+
+
+def _limits(modalities: list[str], rows: list[dict[str, Any]], summary: dict[str, Any], has_gan: bool) -> list[str]:
+    limits = [
+        "The low-resolution images were simulated from the originals. Real low-resolution acquisitions (thicker slices, "
+        "lower dose, other reconstruction kernels, motion) differ, and results on them may be worse.",
+        "Good PSNR/SSIM do not prove diagnostic quality; no reader study was done. Judge the case images yourself.",
+    ]
+    sources = summary.get("sources", [])
+    for mod in modalities:
+        srcs = [x for x in sources if x["modality"] == mod]
+        if len(srcs) < 2:
+            continue
+        differs = len({tuple(sorted(x["formats"])) for x in srcs}) > 1 or len({tuple(x["median_size"]) for x in srcs}) > 1
+        limits.append(
+            f"{MODALITY_NAMES.get(mod, mod)}: the classes ({', '.join(x['class'] for x in srcs)}) "
+            + ("differ in file format or image size, so they very likely come from different sources. "
+               if differs else "may come from different hospitals or scanners. ")
+            + "Differences between classes may then reflect the source (equipment, protocol, patient age) rather "
+            "than the finding itself: class is confounded with data source."
+        )
+    if len(modalities) > 1:
+        limits.append("Modalities are evaluated separately; numbers are not comparable across X-ray, CT and MR.")
+    classes = {mod: sorted({r["class"] for r in rows if r["modality"] == mod}) for mod in modalities}
+    small = sorted(
+        {f"{MODALITY_NAMES.get(g['modality'], g['modality'])} {_class_name(g['class'], classes.get(g['modality'], []))}"
+         for g in summary.get("groups", []) if g["n"] < SMALL_N}
+    )
+    if small:
+        limits.append(
+            f"Small groups (fewer than {SMALL_N} images: {', '.join(small)}): confidence intervals are wide, bootstrap "
+            "intervals of so few images are too narrow, and p-values are unreliable; a larger test set is needed before "
+            "drawing conclusions."
+        )
+    if has_gan:
+        limits.append("GAN-type models are trained to look sharp; they can add plausible-looking structure that is not in the "
+                      "patient. See the \u201cpossibly invented detail\u201d maps.")
+    return limits
+
+
+def _technical(settings: dict[str, Any], scales: list[int], version: str) -> list[str]:
+    boot = settings.get("bootstrap", {})
+    ct_lo, ct_hi = settings.get("ct_display_window", [-1000, 400])
+    return [
+        f"Metric convention: {settings.get('metric_convention', '')}.",
+        f"Confidence intervals: {boot.get('method', 'percentile')} bootstrap of the mean paired difference, "
+        f"{boot.get('n_resamples', 2000)} resamples, seed {settings.get('seed', 0)}.",
+        f"p-values: {settings.get('test', 'Wilcoxon signed-rank')}. No correction for multiple comparisons.",
+        "Consistency PSNR: each output is degraded again with exactly the operation that produced its input and compared "
+        "with that input (in low-resolution space, a 1-pixel border cropped).",
+        f"Display: CT in Hounsfield units with a window of {ct_lo:g} to {ct_hi:g} HU; MR and X-ray between the 0.5th and "
+        "99.5th intensity percentiles of the original. Windows are for display only; all metrics use the full intensity range.",
+        f"Degradation: {settings.get('degradation', 'bicubic')}; scales: {', '.join(f'x{s}' for s in scales)}; medsr {version}.",
+    ]
+
+
 def report_context(
     rows: list[dict[str, Any]], summary: dict[str, Any], panels: dict[str, dict[str, Any]], *, show_ids: bool = False
 ) -> dict[str, Any]:
@@ -140,44 +301,11 @@ def report_context(
     higher = summary.get("higher_is_better", {})
     ids_ok = bool(show_ids and settings.get("show_ids"))
     scales = sorted({r["scale"] for r in rows})
-    degradation = settings.get("degradation", "bicubic")
-
-    # ---- intro
-    deg_text = (
-        "shrinking it with bicubic downsampling (the standard laboratory protocol)"
-        if degradation == "bicubic"
-        else "simulating a lower-resolution acquisition for its modality (blur, downsampling and noise)"
-    )
-    scale_text = " and ".join(f"{s}" for s in scales)
-    others = [m for m in models if m != "bicubic"]
-    method_text = (
-        f"each method ({', '.join(others)}) and, for comparison, bicubic interpolation"
-        if others
-        else "bicubic interpolation"
-    )
-    intro = (
-        f"Each original image (the high-resolution reference) was reduced by a factor of {scale_text} in each in-plane "
-        f"direction by {deg_text}. From this low-resolution version, {method_text} produced an image at the original size, "
-        "and that result was compared pixel by pixel with the original, which the methods never saw. "
-        "Bicubic interpolation is the smooth enlargement every image viewer performs; a method is useful only if it "
-        "beats it on the same input."
-    )
-    metric_help = [
-        ("PSNR (peak signal-to-noise ratio, in dB)", "how close the pixel values are to the original; higher is better, "
-         "and +1 dB means about 20% less squared error."),
-        ("SSIM (structural similarity, 0 to 1)", "how well local structure \u2013 edges, texture, contrast \u2013 matches "
-         "the original; higher is better, 1 means identical."),
-        ("Difference vs bicubic (95% CI)", "the average gain of a method over bicubic on the same images, with the range "
-         "the true average gain lies in with 95% confidence. If the range does not include 0, the method is reliably "
-         "better (green) or worse (red) than bicubic; otherwise the difference is unclear."),
-    ]
-
-    # ---- per modality x scale sections
-    groups = summary.get("groups", [])
-    gidx = {(g["modality"], g["class"], g["model"], int(g["scale"])): g for g in groups}
+    gidx = {(g["modality"], g["class"], g["model"], int(g["scale"])): g for g in summary.get("groups", [])}
+    psnr_of = {(r["case"], r["model"], r["scale"]): r["psnr"] for r in rows}
     modalities = sorted({r["modality"] for r in rows})
-    sections = []
-    findings = []
+
+    sections, findings = [], []
     for mod in modalities:
         classes = sorted({r["class"] for r in rows if r["modality"] == mod})
         table_classes = classes + (["all"] if classes != ["all"] else [])
@@ -185,110 +313,26 @@ def report_context(
             mod_rows = [r for r in rows if r["modality"] == mod and r["scale"] == s]
             if not mod_rows:
                 continue
-            sec: dict[str, Any] = {
-                "id": f"{mod}-x{s}",
-                "title": f"{MODALITY_NAMES.get(mod, mod)}, \u00d7{s}",
-                "modality": mod,
-                "scale": s,
-                "tables": [],
-                "plots": [],
-                "cases": [],
-                "consistency": [],
-                "other": [],
-                "has_models": len(models) > 1,
-            }
+            title = f"{MODALITY_NAMES.get(mod, mod)}, \u00d7{s}"
+            sec: dict[str, Any] = {"id": f"{mod}-x{s}", "title": title, "tables": [], "plots": [], "cases": [],
+                                   "consistency": [], "other": [], "has_models": len(models) > 1}
             for label in table_classes:
-                trows = []
-                present = [m for m in models if (mod, label, m, s) in gidx]
-                if not present:
-                    continue
-                best = {}
-                for m in ("psnr", "ssim"):
-                    vals = [gidx[(mod, label, x, s)][m]["mean"] for x in present]
-                    vals = [v for v in vals if v is not None]
-                    best[m] = max(vals) if vals else None
-                n = gidx[(mod, label, present[0], s)]["n"]
-                for x in present:
-                    g = gidx[(mod, label, x, s)]
-                    row = {"model": x, "n": g["n"], "is_reference": x == "bicubic", "is_gan": x in gan_models, "cells": {}}
-                    for m in ("psnr", "ssim"):
-                        st = g[m]
-                        d = st.get("diff")
-                        row["cells"][m] = {
-                            "mean": _f(st["mean"], DIGITS[m]),
-                            "sd": _f(st["sd"], DIGITS[m]),
-                            "best": best[m] is not None and st["mean"] is not None and st["mean"] == best[m],
-                            "diff": None if not d else _signed(d["mean"], DIGITS[m]),
-                            "ci": None if not d else f"{_signed(d['ci_low'], DIGITS[m])} to {_signed(d['ci_high'], DIGITS[m])}",
-                            "p": None if not d else _p_text(d["p"]),
-                            "note": None if not d else (d.get("note") or ""),
-                            "verdict": _verdict(d, higher.get(m, True)),
-                        }
-                    trows.append(row)
-                notes = list(dict.fromkeys(c["note"] for r in trows for c in r["cells"].values() if c["note"]))
-                for r in trows:
-                    for c in r["cells"].values():
-                        c["mark"] = "\u2020" * (notes.index(c["note"]) + 1) if c["note"] else ""
-                sec["tables"].append(
-                    {
-                        "label": _class_name(label, classes),
-                        "n": n,
-                        "rows": trows,
-                        "small": n < SMALL_N,
-                        "notes": [("\u2020" * (i + 1), t) for i, t in enumerate(notes)],
-                    }
-                )
-            # other measures, all classes pooled
-            pooled = "all"
+                present = [gidx[(mod, label, m, s)] for m in models if (mod, label, m, s) in gidx]
+                if present:
+                    sec["tables"].append(_results_table(present, _class_name(label, classes), gan_models, higher))
             for x in models:
-                g = gidx.get((mod, pooled, x, s))
+                g = gidx.get((mod, "all", x, s))
                 if g is None:
                     continue
-                cells = []
-                for m in ("mae", "nrmse", "sharpness", "consistency_psnr"):
-                    st = g[m]
-                    d = st.get("diff")
-                    cells.append(
-                        {
-                            "value": _f(st["mean"] * (100 if m == "mae" else 1) if st["mean"] is not None else None, DIGITS[m] if m != "mae" else 2),
-                            "diff": None if not d else _signed(d["mean"] * (100 if m == "mae" else 1) if d["mean"] is not None else None, DIGITS[m] if m != "mae" else 2),
-                            "verdict": _verdict(d, higher.get(m)),
-                        }
-                    )
-                sec["other"].append({"model": x, "cells": cells})
+                sec["other"].append({"model": x, "cells": _other_measures(g, higher)})
                 cst = g["consistency_psnr"]
                 sec["consistency"].append({"model": x, "mean": _f(cst["mean"], 1), "sd": _f(cst["sd"], 1), "n": cst["n"]})
+                if x != "bicubic" and g["psnr"].get("diff"):
+                    cases = [r["case"] for r in mod_rows if r["model"] == x]
+                    pairs = [(psnr_of[(c, x, s)], psnr_of.get((c, "bicubic", s), math.nan)) for c in cases]
+                    wins = sum(1 for a, b in pairs if a > b)
+                    findings.append(_finding(title, x, g, wins, len(pairs)))
 
-            # findings (pooled over classes)
-            for x in models:
-                if x == "bicubic":
-                    continue
-                g = gidx.get((mod, pooled, x, s))
-                if not g or not g["psnr"].get("diff"):
-                    continue
-                d = g["psnr"]["diff"]
-                pairs = [
-                    (r["psnr"], ref["psnr"])
-                    for r in mod_rows
-                    if r["model"] == x
-                    for ref in mod_rows
-                    if ref["model"] == "bicubic" and ref["case"] == r["case"]
-                ]
-                wins = sum(1 for a, b in pairs if a > b)
-                v = _verdict(d, True)
-                word = {"better": "better than", "worse": "worse than", "unclear": "not clearly different from"}[v or "unclear"]
-                findings.append(
-                    {
-                        "verdict": v,
-                        "where": f"{MODALITY_NAMES.get(mod, mod)} \u00d7{s}",
-                        "model": x,
-                        "word": word + " bicubic",
-                        "detail": f"PSNR {_signed(d['mean'], 2)} dB (95% CI {_signed(d['ci_low'], 2)} to {_signed(d['ci_high'], 2)}), "
-                        f"higher than bicubic in {wins} of {len(pairs)} images; SSIM {_signed(g['ssim']['diff']['mean'], 4)}.",
-                    }
-                )
-
-            # plots
             values = {
                 _class_name(label, classes): {x: [r["psnr"] for r in mod_rows if r["class"] == label and r["model"] == x] for x in models}
                 for label in classes
@@ -296,121 +340,51 @@ def report_context(
             sec["plots"].append(
                 {
                     "title": "PSNR of every image, per class",
-                    "png": plots.box_plot(values, models, ylabel="PSNR (dB), higher is better", title=f"{sec['title']}: PSNR per image"),
+                    "png": plots.box_plot(values, models, ylabel="PSNR (dB), higher is better", title=f"{title}: PSNR per image"),
                     "caption": "Each dot is one image; the box spans the middle half of the images, the line is the median.",
                 }
             )
-            forest = []
             for m in ("psnr", "ssim"):
-                forest = []
-                for label in table_classes:
-                    for x in models:
-                        g = gidx.get((mod, label, x, s))
-                        if x == "bicubic" or not g or not g[m].get("diff"):
-                            continue
-                        d = g[m]["diff"]
-                        forest.append(
-                            {"label": f"{_class_name(label, classes)} \u2013 {x}", "model_index": model_index.get(x, 1),
-                             "mean": d["mean"], "low": d["ci_low"], "high": d["ci_high"]}
-                        )
-                if forest:
-                    unit = " (dB)" if m == "psnr" else ""
-                    sec["plots"].append(
-                        {
-                            "title": f"Gain in {m.upper()} over bicubic",
-                            "png": plots.gain_plot(forest, xlabel=f"{m.upper()} difference vs bicubic{unit}", title=f"{sec['title']}: {m.upper()} gain over bicubic"),
-                            "caption": "Dot: average gain over bicubic on the same images; bar: 95% confidence interval. "
-                            "Bars entirely right of the line mean reliably better than bicubic.",
-                        }
-                    )
+                entries = [
+                    (f"{_class_name(label, classes)} \u2013 {x}", model_index[x], gidx[(mod, label, x, s)][m]["diff"])
+                    for label in table_classes
+                    for x in models
+                    if x != "bicubic" and (mod, label, x, s) in gidx and gidx[(mod, label, x, s)][m].get("diff")
+                ]
+                if entries:
+                    sec["plots"].append(_gain_plot(title, m, entries))
 
-            # case panels
             for sel in summary.get("cases", []):
                 if sel["modality"] != mod or int(sel["scale"]) != s or not sel.get("panel"):
                     continue
-                key = Path(sel["panel"]).name
-                panel = panels.get(key)
-                if panel is None:
-                    continue
                 if sel["model"] == "bicubic" and len(models) > 1:
                     continue  # the models' panels already show bicubic beside them
-                sec["cases"].append(_case_block(sel, panel, rows, gan_models, ids_ok))
+                panel = panels.get(Path(sel["panel"]).name)
+                if panel is not None:
+                    sec["cases"].append(_case_block(sel, panel, rows, gan_models, ids_ok))
             sections.append(sec)
 
-    # ---- GAN
-    gan = []
-    for x, ref in gan_models.items():
-        maps = [c for sec in sections for c in sec["cases"] if c["model"] == x and c.get("gan_png")]
-        gan.append({"model": x, "reference": ref, "cases": maps})
-
-    # ---- limits
-    limits = [
-        "The low-resolution images were simulated from the originals. Real low-resolution acquisitions (thicker slices, "
-        "lower dose, other reconstruction kernels, motion) differ, and results on them may be worse.",
-        "Good PSNR/SSIM do not prove diagnostic quality; no reader study was done. Judge the case images yourself.",
+    gan = [
+        {"model": x, "reference": ref, "cases": [c for sec in sections for c in sec["cases"] if c["model"] == x and c.get("gan_png")]}
+        for x, ref in gan_models.items()
     ]
-    sources = summary.get("sources", [])
-    for mod in modalities:
-        srcs = [x for x in sources if x["modality"] == mod]
-        if len(srcs) > 1:
-            fmts = {tuple(sorted(x["formats"])) for x in srcs}
-            sizes = {tuple(x["median_size"]) for x in srcs}
-            differs = len(fmts) > 1 or len(sizes) > 1
-            names = ", ".join(x["class"] for x in srcs)
-            text = (
-                f"{MODALITY_NAMES.get(mod, mod)}: the classes ({names}) "
-                + ("differ in file format or image size, so they very likely come from different sources. "
-                   if differs else "may come from different hospitals or scanners. ")
-                + "Differences between classes may then reflect the source (equipment, protocol, patient age) rather "
-                "than the finding itself: class is confounded with data source."
-            )
-            limits.append(text)
-    classes_per_mod = {mod: sorted({r["class"] for r in rows if r["modality"] == mod}) for mod in modalities}
-    if len(modalities) > 1:
-        limits.append("Modalities are evaluated separately; numbers are not comparable across X-ray, CT and MR.")
-    small = sorted({f"{MODALITY_NAMES.get(g['modality'], g['modality'])} {_class_name(g['class'], classes_per_mod.get(g['modality'], []))}"
-                    for g in groups if g["n"] < SMALL_N})
-    if small:
-        limits.append(
-            f"Small groups (fewer than {SMALL_N} images: {', '.join(small)}): confidence intervals are wide and p-values "
-            "unreliable; a larger test set is needed before drawing conclusions."
-        )
-    if gan_models:
-        limits.append("GAN-type models are trained to look sharp; they can add plausible-looking structure that is not in the "
-                      "patient. See the \u201cpossibly invented detail\u201d maps.")
-
-    boot = settings.get("bootstrap", {})
-    technical = [
-        f"Metric convention: {settings.get('metric_convention', '')}.",
-        f"Confidence intervals: {boot.get('method', 'percentile')} bootstrap of the mean paired difference, "
-        f"{boot.get('n_resamples', 2000)} resamples, seed {settings.get('seed', 0)}.",
-        f"p-values: {settings.get('test', 'Wilcoxon signed-rank')}. No correction for multiple comparisons.",
-        "Consistency PSNR: each output is degraded again with exactly the operation that produced its input and compared "
-        "with that input (in low-resolution space, a 1-pixel border cropped).",
-        "Display: CT in Hounsfield units with a window of "
-        f"{settings.get('ct_display_window', [-1000, 400])[0]:g} to {settings.get('ct_display_window', [-1000, 400])[1]:g} HU; "
-        "MR and X-ray between the 0.5th and 99.5th intensity percentiles of the original. Windows are for display only; "
-        "all metrics use the full intensity range.",
-        f"Degradation: {degradation}; scales: {', '.join(f'x{s}' for s in scales)}; medsr {summary.get('medsr_version', __version__)}.",
-    ]
-
-    n_failed = int(summary.get("n_failed", 0) or 0)
+    version = summary.get("medsr_version", __version__)
     return {
         "title": "Super-resolution evaluation",
         "created": summary.get("created", ""),
-        "version": summary.get("medsr_version", __version__),
+        "version": version,
         "n_images": summary.get("n_images", len({r["case"] for r in rows})),
-        "n_failed": n_failed,
+        "n_failed": int(summary.get("n_failed", 0) or 0),
         "modalities": ", ".join(MODALITY_NAMES.get(m, m) for m in modalities),
         "scales": ", ".join(f"\u00d7{s}" for s in scales),
         "models": models,
-        "intro": intro,
-        "metric_help": metric_help,
+        "intro": _intro(models, scales, settings.get("degradation", "bicubic")),
+        "metric_help": METRIC_HELP,
         "findings": findings,
         "sections": sections,
         "gan": gan,
-        "limits": limits,
-        "technical": technical,
+        "limits": _limits(modalities, rows, summary, bool(gan_models)),
+        "technical": _technical(settings, scales, version),
         "show_ids": ids_ok,
         "data": settings.get("data") if ids_ok else None,
     }

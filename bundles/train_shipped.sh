@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Train one shipped model exactly as its weights were produced (see the bundle's docs/README.md):
+#   bundles/train_shipped.sh BUNDLE SCALE EPOCHS [extra monai.bundle overrides...]
+# Runs the bundle's own configs/train.json on ../shared/data (override DATASET_DIR), starting
+# fresh (RESUME=1 continues from runs/x<scale>/), and logs to runs/train_x<scale>.log.
+set -euo pipefail
+bundle=$1 scale=$2 epochs=$3; shift 3
+here=$(cd "$(dirname "$0")" && pwd)
+python=${PYTHON:-$here/../.venv/bin/python}
+dataset=${DATASET_DIR:-$here/../../shared/data}
+cd "$here/$bundle"
+[ "${RESUME:-0}" = 1 ] || rm -rf "runs/x$scale"
+mkdir -p runs
+start=$(date +%s)
+"$python" -m monai.bundle run training --meta_file configs/metadata.json --config_file configs/train.json \
+    --logging_file configs/logging.conf --dataset_dir "$dataset" --scale "$scale" --num_epochs "$epochs" "$@" \
+    > "runs/train_x$scale.log" 2>&1
+echo "$bundle x$scale: $epochs epochs in $(( $(date +%s) - start )) s" | tee -a "runs/train_x$scale.log"
