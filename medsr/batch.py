@@ -114,8 +114,9 @@ def run_batch(
     """Run ``work(item, output)`` for every input; skip finished outputs with ``resume``; collect failures.
 
     Raises ``OutputError`` before doing anything when an output is an input or
-    exists (without ``resume``/``overwrite``). Writes ``errors.csv`` (path,
-    reason) beside the outputs when something failed.
+    exists (without ``resume``/``overwrite``). With several inputs, a failing one
+    is reported and listed in ``errors.csv`` (path, reason) beside the outputs;
+    with a single input its error is raised (``InputError`` for unexpected ones).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -143,7 +144,11 @@ def run_batch(
                 if verbose:
                     traceback.print_exception(err)
                 reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                log(f"medsr: skipped {item.path}: {reason}")
+                if len(items) == 1:  # a single input: its error is the command's error, no errors.csv
+                    if isinstance(err, MedsrError):
+                        raise
+                    raise InputError(f"{item.path}: {reason}") from err
+                log(f"medsr: skipped: {reason}" if str(item.path) in reason else f"medsr: skipped {item.path}: {reason}")
                 result.failed.append((str(item.path), reason))
             bar.advance(task)
     if result.failed:

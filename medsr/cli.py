@@ -158,7 +158,8 @@ def degrade_image(img: Any, scale: int, degradation: str, seed: int) -> Any:
     from medsr.io import zoom_geometry
     from medsr.transforms import BicubicDegradation, CropToMultiple, InvertModalityNormalize, ModalityNormalize, RandModalityDegradation
 
-    norm = CropToMultiple(scale)(ModalityNormalize()(img))
+    norm = ModalityNormalize()(img)
+    norm = CropToMultiple([scale, scale] + [1] * (norm.ndim - 3))(norm)  # in-plane only
     if degradation == "bicubic":
         op = BicubicDegradation(scale)
     else:
@@ -167,7 +168,7 @@ def degrade_image(img: Any, scale: int, degradation: str, seed: int) -> Any:
     lr = op(norm)
     lr_t = lr.as_tensor() if isinstance(lr, MetaTensor) else torch.as_tensor(lr)
     factors = [1.0 / scale, 1.0 / scale] + [1.0] * (lr_t.ndim - 3)
-    meta = dict(norm.meta)
+    meta = {k: v for k, v in norm.meta.items() if k != "affine"}
     meta[mk.SPACING] = tuple(float(s) / f for s, f in zip(meta.get(mk.SPACING) or (), factors)) or None
     meta["spatial_shape"] = tuple(lr_t.shape[1:])
     meta[mk.DERIVATION] = f"medsr {__version__} {degradation} degradation /{scale}"

@@ -93,7 +93,7 @@ class InterpolationUpscaler:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         from medsr.transforms.resample import upsample
 
-        return upsample(torch.as_tensor(x), self.scale, axes=(1, 2), kernel=INTERPOLATIONS[self.kind])
+        return upsample(torch.as_tensor(x), self.scale, axes=(0, 1), kernel=INTERPOLATIONS[self.kind])
 
 
 def tile_windows(size: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
@@ -429,7 +429,7 @@ def upscale_image(img: Any, upscaler: Upscaler, *, ct_window: tuple[float, float
     norm = ModalityNormalize(ct_window=ct_window)(img)
     up = upscaler(norm.as_tensor() if isinstance(norm, MetaTensor) else norm)
     factors = [upscaler.scale, upscaler.scale] + [1] * (up.ndim - 3)
-    meta = dict(norm.meta) if isinstance(norm, MetaTensor) else {}
+    meta = {k: v for k, v in norm.meta.items() if k != "affine"} if isinstance(norm, MetaTensor) else {}
     affine = zoom_geometry(norm.affine, factors) if isinstance(norm, MetaTensor) else None
     if mk.SPACING in meta and meta[mk.SPACING] is not None:
         meta[mk.SPACING] = tuple(float(s) / f for s, f in zip(meta[mk.SPACING], factors))

@@ -367,3 +367,20 @@ def test_default_factory_uses_medsr_inference(dataset: Path, tmp_path: Path) -> 
     out = tmp_path / "out"
     ev.run_evaluation(dataset, out, progress=False, report=False, n_resamples=100)
     assert {r["model"] for r in _read_csv(out / "metrics.csv")} == {"bicubic"}
+
+
+def test_gan_without_pixel_model_is_compared_with_bicubic_and_jpeg_saved_as_png(tmp_path: Path, fakes: None) -> None:
+    from PIL import Image
+
+    src = write_png(tmp_path / "png" / "a.png", size=(64, 64))
+    (tmp_path / "data").mkdir()
+    Image.open(src).save(tmp_path / "data" / "a.jpg", quality=95)
+    out = tmp_path / "out"
+    ev.run_evaluation(tmp_path / "data", out, models=("gan",), save_images=True, progress=False, report=False,
+                      n_resamples=50, upscaler_factory=fake_factory)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["gan_models"] == {"gan": "bicubic"}
+    assert summary["settings"]["data"] is None  # no folder names unless show_ids
+    panel = json.loads(next((out / "cases").glob("*/panel.json")).read_text())
+    assert panel["gan"]["gan"]["reference"] == "bicubic" and "gan_gan" in panel["files"]
+    assert sorted(p.name for p in (out / "images" / "case-0001").iterdir()) == ["bicubic_x2.png", "gan_x2.png"]

@@ -142,7 +142,8 @@ def train_transforms(
             EdgeWeightd("image", w_key="weight"),
             CastToTyped("image", dtype=torch.float16),
             # --- random part (not cached) ---
-            RandWeightedCropd(["image"], w_key="weight", spatial_size=roi, num_samples=num_samples),
+            # the weight map is cropped too (a view) rather than deep-copied per sample by MONAI
+            RandWeightedCropd(["image", "weight"], w_key="weight", spatial_size=roi, num_samples=num_samples),
             DeleteItemsd("weight"),
             CastToTyped("image", dtype=torch.float32),
             SqueezeDimd("image", dim=3, update_meta=False),

@@ -6,7 +6,6 @@ import base64
 import csv
 import json
 import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -168,10 +167,10 @@ def _results_table(groups: list[dict[str, Any]], label: str, gan_models: dict[st
             st, d, k = g[m], g[m].get("diff"), DIGITS[m]
             row["cells"][m] = {
                 "mean": _f(st["mean"], k),
-                "sd": _f(st["sd"], k),
+                "sd": None if st["sd"] is None else _f(st["sd"], k),
                 "best": st["mean"] is not None and st["mean"] == best[m],
                 "diff": None if not d else _signed(d["mean"], k),
-                "ci": None if not d else f"{_signed(d['ci_low'], k)} to {_signed(d['ci_high'], k)}",
+                "ci": None if not d or d["ci_low"] is None else f"{_signed(d['ci_low'], k)} to {_signed(d['ci_high'], k)}",
                 "p": None if not d else _p_text(d["p"]),
                 "note": "" if not d else (d.get("note") or ""),
                 "verdict": _verdict(d, higher.get(m, True)),
@@ -208,6 +207,15 @@ def _other_measures(g: dict[str, Any], higher: dict[str, Any]) -> list[dict[str,
 
 def _finding(where: str, model: str, g: dict[str, Any], wins: int, n: int) -> dict[str, Any]:
     d = g["psnr"]["diff"]
+    if d["ci_low"] is None:  # one image: no interval, no verdict
+        return {
+            "verdict": "",
+            "where": where,
+            "model": model,
+            "word": f"measured on {n} image only",
+            "detail": f"PSNR {_signed(d['mean'], 2)} dB and SSIM {_signed(g['ssim']['diff']['mean'], 4)} against bicubic; "
+            "too few images for a confidence interval.",
+        }
     v = _verdict(d, True)
     word = {"better": "better than", "worse": "worse than"}.get(v, "not clearly different from")
     return {
@@ -326,7 +334,7 @@ def report_context(
                     continue
                 sec["other"].append({"model": x, "cells": _other_measures(g, higher)})
                 cst = g["consistency_psnr"]
-                sec["consistency"].append({"model": x, "mean": _f(cst["mean"], 1), "sd": _f(cst["sd"], 1), "n": cst["n"]})
+                sec["consistency"].append({"model": x, "mean": _f(cst["mean"], 1), "sd": None if cst["sd"] is None else _f(cst["sd"], 1), "n": cst["n"]})
                 if x != "bicubic" and g["psnr"].get("diff"):
                     cases = [r["case"] for r in mod_rows if r["model"] == x]
                     pairs = [(psnr_of[(c, x, s)], psnr_of.get((c, "bicubic", s), math.nan)) for c in cases]
@@ -436,12 +444,13 @@ def _case_block(sel: dict[str, Any], panel: dict[str, Any], rows: list[dict[str,
     else:
         headline = f"PSNR difference vs bicubic {_signed(sel.get('gain'), 2)} dB"
     diff_max = float(panel.get("diff_max", 1.0))
-    words = RANK_WORDS
+    ranks = str(sel["rank"]).split("/")
+    rank_text = "the only case" if len(ranks) == 3 else " / ".join(RANK_WORDS.get(r, r) for r in ranks)
     return {
         "anchor": f"{sel['case']}-x{scale}-{model}",
         "scale": scale,
         "model": model,
-        "rank": " / ".join(words.get(r, r) for r in str(sel["rank"]).split("/")).capitalize(),
+        "rank": rank_text.capitalize(),
         "case": sel["case"],
         "path": path,
         "class": sel.get("class", ""),

@@ -63,7 +63,7 @@ def _case_flowable(c: dict[str, Any], page_w: float, P: Any, e: Any, body: Any, 
                            ("LEFTPADDING", (0, 0), (-1, -1), 2), ("RIGHTPADDING", (0, 0), (-1, -1), 2)]))
     where = f" &middot; slice {c['slice']}" if c["slice"] is not None else ""
     head = (f"<b>{e(c['rank'].capitalize())}</b> &ndash; <b>{e(c['model'])}</b> &middot; {e(c['path'] or c['case'])} "
-            f"&middot; class {e(c['class'])}{where} &middot; {e(c['headline'])}")
+            f"{'' if c['class'] == 'all' else ' &middot; class ' + e(c['class'])}{where} &middot; {e(c['headline'])}")
     return KeepTogether(list(lead or []) + [P(head, body), t, Spacer(1, 8)])
 
 
@@ -129,11 +129,13 @@ def write_pdf(ctx: dict[str, Any], path: Path) -> Path:
 
     def metric_cells(c: dict[str, Any]) -> list[Any]:
         mean = f"<b>{e(c['mean'])} &#9733;</b>" if c["best"] else e(c["mean"])
-        out = [P(f"{mean} &plusmn; {e(c['sd'])}", cell)]
+        sd = f" &plusmn; {e(c['sd'])}" if c["sd"] is not None else ""
+        out = [P(f"{mean}{sd}", cell)]
         if c["diff"] is None:
             out += [P("&mdash;", cell), P("&mdash;", cell)]
         else:
-            out.append(P(f"<font color='{colour[c['verdict']]}'><b>{e(c['diff'])}</b></font> ({e(c['ci'])})", cell))
+            ci = f" ({e(c['ci'])})" if c["ci"] else ""
+            out.append(P(f"<font color='{colour[c['verdict']]}'><b>{e(c['diff'])}</b></font>{ci}", cell))
             mark = f"<font color='#8a5a00'>{e(c['mark'])}</font>" if c.get("mark") else ""
             out.append(P(f"{e(c['p'])}{mark}", cell))
         return out
@@ -195,7 +197,7 @@ def write_pdf(ctx: dict[str, Any], path: Path) -> Path:
     cons = [[P("<b>Modality</b>", cell), P("<b>Method</b>", cell), P("<b>Consistency PSNR (dB), mean &plusmn; SD</b>", cell), P("<b>n</b>", cell)]]
     for sec in ctx["sections"]:
         for r in sec["consistency"]:
-            cons.append([P(e(sec["title"]), cell), P(e(r["model"]), cell), P(f"{e(r['mean'])} &plusmn; {e(r['sd'])}", cell), P(str(r["n"]), cell)])
+            cons.append([P(e(sec["title"]), cell), P(e(r["model"]), cell), P(e(r["mean"]) + (f" &plusmn; {e(r['sd'])}" if r["sd"] is not None else ""), cell), P(str(r["n"]), cell)])
     t3 = Table(cons, colWidths=[0.25 * page_w, 0.25 * page_w, 0.35 * page_w, 0.1 * page_w], repeatRows=1)
     t3.setStyle(TableStyle(grid.getCommands()[:1] + [("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e9edf2"))]))
     story.append(t3)
