@@ -202,12 +202,17 @@ def volume_depth(path: PathLike) -> int:
     return int(getattr(ds, "NumberOfFrames", 1) or 1)
 
 
-def split_slices(datalist: Sequence[dict[str, Any]], val_fraction: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_slices(
+    datalist: Sequence[dict[str, Any]], val_fraction: float, *, min_content: float = 0.05
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Split each volume into a training slab and a held-out validation slab.
 
     The validation slab is the last ``val_fraction`` of the slices (one entry per
     slice, so it is scored in 2D). Contiguous slabs, not random slices, so
-    neighbouring (near-identical) slices do not leak across the split. 2D
+    neighbouring (near-identical) slices do not leak across the split. Validation
+    slices that are nearly blank (fewer than ``min_content`` of their pixels above
+    a tenth of the volume's 99th percentile, e.g. above the skull) are left out:
+    a blank image has an infinite PSNR and says nothing about upscaling. 2D
     entries are returned unchanged in the training list.
     """
     train, val = [], []
@@ -218,8 +223,19 @@ def split_slices(datalist: Sequence[dict[str, Any]], val_fraction: float) -> tup
             continue
         cut = max(1, int(round(depth * (1.0 - val_fraction))))
         train.append({**e, "slices": [0, cut]})
-        val.extend({**e, "slices": [k, k + 1]} for k in range(cut, depth))
+        keep = _slices_with_content(e["image"], range(cut, depth), min_content)
+        val.extend({**e, "slices": [k, k + 1]} for k in keep)
     return train, val
+
+
+def _slices_with_content(path: PathLike, slices: range, min_content: float) -> list[int]:
+    import numpy as np
+
+    from medsr.io import load_image
+
+    vol = load_image(path).as_tensor()[0].numpy()
+    threshold = 0.1 * float(np.percentile(vol, 99)) + 0.9 * float(vol.min())
+    return [k for k in slices if float((vol[..., k] > threshold).mean()) >= min_content]
 
 
 def limit_per_modality(datalist: Sequence[dict[str, Any]], n: int, *, seed: int = 0) -> list[dict[str, Any]]:

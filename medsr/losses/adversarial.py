@@ -41,6 +41,8 @@ class AdversarialLoss(nn.Module):
 
     Example::
 
+        disc = medsr.networks.SRGANDiscriminator(spatial_dims=2, num_features=8)
+        hr, sr = torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32, requires_grad=True)
         adv = AdversarialLoss("relativistic")
         real, fake = disc(hr), disc(sr)
         g_loss = adv.generator_loss(real, fake)

@@ -38,6 +38,8 @@ class GeneratorLoss(nn.Module):
 
     Example::
 
+        disc = medsr.networks.SRGANDiscriminator(spatial_dims=2, num_features=8)
+        hr, sr = torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32, requires_grad=True)
         crit = GeneratorLoss(content=PerceptualLoss(feature_extractor=disc.forward_features))
         total, parts = crit(sr, hr, fake_logits=disc(sr), real_logits=disc(hr))
         total.backward()  # parts: {"pixel": ..., "adversarial": ..., "content": ..., "total": ...}

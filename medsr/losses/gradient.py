@@ -75,5 +75,5 @@ class GradientLoss(nn.Module):
                 f"`input` and `target` must have the same shape (N, C, *spatial) with {self.spatial_dims} spatial "
                 f"dims of size >= 3, got {tuple(input.shape)} and {tuple(target.shape)}. Pass matching batches."
             )
-        diffs = [(a - b).abs().mean() for a, b in zip(self.gradients(input), self.gradients(target))]
+        diffs = [(a - b).abs().mean() for a, b in zip(self.gradients(input), self.gradients(target), strict=True)]
         return torch.stack(diffs).mean()

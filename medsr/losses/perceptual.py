@@ -79,7 +79,8 @@ def _load_vgg_state(path: PathLike, features: nn.Sequential) -> None:
         ) from err
     if not isinstance(state, dict):
         raise UsageError(
-            f"`weights_path` must hold a state dict (a dict of tensors), got a {type(state).__name__} in {str(path)!r}. "
+            f"`weights_path` must hold a state dict (a dict of tensors), got a {type(state).__name__} "
+            f"in {str(path)!r}. "
             "Save it with torch.save(model.state_dict(), path)."
         )
     wanted = set(features.state_dict())
@@ -222,7 +223,7 @@ class PerceptualLoss(nn.Module):
                 "Match the number of maps the extractor returns."
             )
         dist = F.l1_loss if self.criterion == "l1" else F.mse_loss
-        return torch.stack([w * dist(f, r.detach()) for w, f, r in zip(weights, fake, real)]).sum()
+        return torch.stack([w * dist(f, r.detach()) for w, f, r in zip(weights, fake, real, strict=True)]).sum()
 
 
 FeatureLoss = PerceptualLoss

@@ -54,7 +54,13 @@ class SSIMLoss(nn.Module):
         self.win_size = win_size
         check_choice("reduction", reduction, ("mean", "sum", "none"))
         self.ssim = _MonaiSSIMLoss(
-            spatial_dims, data_range=data_range, win_size=win_size, kernel_sigma=sigma, k1=k1, k2=k2, reduction=reduction
+            spatial_dims,
+            data_range=data_range,
+            win_size=win_size,
+            kernel_sigma=sigma,
+            k1=k1,
+            k2=k2,
+            reduction=reduction,
         )
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ __all__ = [
     "check_nonnegative_float",
     "check_positive_int",
     "check_positive_ints",
+    "check_scale_factor",
     "check_sr_args",
     "check_spatial_dims",
 ]
@@ -91,8 +92,14 @@ def check_sr_args(spatial_dims: object, in_channels: object, out_channels: objec
     check_spatial_dims(spatial_dims)
     check_positive_int("in_channels", in_channels)
     check_positive_int("out_channels", out_channels)
-    if not _is_int(scale_factor) or scale_factor not in SCALE_FACTORS:
+    check_scale_factor(scale_factor)
+
+
+def check_scale_factor(value: object) -> int:
+    """Return ``value`` if it is 2, 3 or 4 (an int), else raise :class:`UsageError`."""
+    if not _is_int(value) or value not in SCALE_FACTORS:
         raise UsageError(
-            f"`scale_factor` must be 2, 3 or 4, got {scale_factor!r}. "
+            f"`scale_factor` must be 2, 3 or 4, got {value!r}. "
             "Pass 2 or 4 (the factors medsr ships); upscale further by running the network again."
         )
+    return int(value)  # type: ignore[arg-type]

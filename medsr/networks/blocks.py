@@ -18,13 +18,12 @@ from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from monai.networks.utils import icnr_init
 from torch import nn
 
-from medsr.errors import UsageError
 from medsr.networks._checks import (
-    SCALE_FACTORS,
     check_features_divisible,
     check_kernel_sizes,
     check_nonnegative_float,
     check_positive_int,
+    check_scale_factor,
     check_spatial_dims,
 )
 
@@ -265,8 +264,7 @@ class Upsampler(nn.Module):
         check_spatial_dims(spatial_dims)
         check_positive_int("in_channels", in_channels)
         out_channels = in_channels if out_channels is None else check_positive_int("out_channels", out_channels)
-        if scale_factor not in SCALE_FACTORS or isinstance(scale_factor, bool):
-            raise UsageError(f"`scale_factor` must be 2, 3 or 4, got {scale_factor!r}. Pass 2 or 4.")
+        check_scale_factor(scale_factor)
         (kernel_size,) = check_kernel_sizes("kernel_size", (kernel_size,))
         steps: Sequence[int] = (2, 2) if (scale_factor == 4 and factorised) else (scale_factor,)
         layers: list[nn.Module] = []

@@ -177,7 +177,9 @@ class SRGANDiscriminator(nn.Module):
             cin = cout
         self.levels = nn.ModuleList(levels)
         self.classifier = nn.Sequential(
-            conv_nd(spatial_dims, cin, hidden_features, 1), get_act_layer(act), conv_nd(spatial_dims, hidden_features, 1, 1)
+            conv_nd(spatial_dims, cin, hidden_features, 1),
+            get_act_layer(act),
+            conv_nd(spatial_dims, hidden_features, 1, 1),
         )
 
     @torch.jit.export

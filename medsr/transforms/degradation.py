@@ -297,16 +297,24 @@ def _kspace_truncate(x: torch.Tensor, axis: int, m: int, window: str | None, alp
     others = [d for d in range(x.ndim) if d != dim]
     cdim = max(others, key=lambda d: x.shape[d])
     step = max(1, (1 << 21) // max(1, x.numel() // x.shape[cdim]))
+    shape = [1] * x.ndim
+    shape[dim] = -1
     wt = None
     if w is not None:
-        shape = [1] * x.ndim
-        shape[dim] = -1
         wt = torch.as_tensor(w, dtype=x.dtype, device=x.device).view(shape)
+    # Half-pixel phase ramp: the plain truncation samples the HR grid at 0, s, 2s...; a
+    # low-resolution voxel covers s HR voxels, so its centre is at s*j + (s - 1) / 2 (the
+    # grid bicubic/area downsampling and medsr.io.zoom_geometry use). Without it, MR pairs
+    # would be shifted against the HR target by (s - 1) / 2 HR pixels.
+    k = torch.arange(m, device=x.device, dtype=torch.float64) - m // 2
+    delta = (n / m - 1.0) / 2.0
+    ramp = torch.exp(2j * torch.pi * k * delta / n).to(torch.complex64 if x.dtype != torch.float64 else torch.complex128)
+    ramp = ramp.view(shape)
     for start in range(0, x.shape[cdim], step):
         c = min(step, x.shape[cdim] - start)
         xs = x.narrow(cdim, start, c)
         f = torch.fft.fftshift(torch.fft.fft(xs, dim=dim), dim=dim)
-        f = f.narrow(dim, n // 2 - m // 2, m)
+        f = f.narrow(dim, n // 2 - m // 2, m) * ramp
         if wt is not None:
             f = f * wt
         ys = torch.fft.ifft(torch.fft.ifftshift(f, dim=dim), dim=dim).real * (m / n)

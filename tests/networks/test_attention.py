@@ -32,15 +32,19 @@ def test_gradients_flow(spatial_dims, shape, assert_gradients_flow):
     assert_gradients_flow(AttentionResidualGenerator(spatial_dims, **SMALL), torch.rand(shape))
 
 
-@pytest.mark.parametrize("spatial_dims, scale, shape", [(2, 2, (1, 1, 8, 8)), (2, 4, (1, 1, 6, 6)), (3, 2, (1, 1, 4, 4, 4))])
+SCRIPT_CASES = [(2, 2, (1, 1, 8, 8)), (2, 4, (1, 1, 6, 6)), (3, 2, (1, 1, 4, 4, 4))]
+
+
+@pytest.mark.parametrize("spatial_dims, scale, shape", SCRIPT_CASES)
 def test_torchscript_matches_eager(spatial_dims, scale, shape, assert_script_matches):
-    kwargs = {} if spatial_dims == 2 else SMALL
+    kwargs = {"num_groups": 1, "num_blocks": 2} if spatial_dims == 2 else SMALL  # every module type, default width
     assert_script_matches(AttentionResidualGenerator(spatial_dims, scale_factor=scale, **kwargs), torch.rand(shape))
 
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_channels_last_matches(scale, assert_channels_last_matches):
-    assert_channels_last_matches(AttentionResidualGenerator(2, scale_factor=scale), torch.rand(2, 1, 8, 8))
+    net = AttentionResidualGenerator(2, scale_factor=scale, num_groups=1, num_blocks=2)
+    assert_channels_last_matches(net, torch.rand(2, 1, 8, 8))
 
 
 def test_default_parameter_count(num_params):

@@ -32,7 +32,10 @@ def test_gradients_flow(spatial_dims, shape, assert_gradients_flow):
     assert_gradients_flow(EDSR(spatial_dims, **SMALL), torch.rand(shape))
 
 
-@pytest.mark.parametrize("spatial_dims, scale, shape", [(2, 2, (1, 1, 8, 8)), (2, 4, (1, 1, 6, 6)), (3, 2, (1, 1, 4, 4, 4))])
+SCRIPT_CASES = [(2, 2, (1, 1, 8, 8)), (2, 4, (1, 1, 6, 6)), (3, 2, (1, 1, 4, 4, 4))]
+
+
+@pytest.mark.parametrize("spatial_dims, scale, shape", SCRIPT_CASES)
 def test_torchscript_matches_eager(spatial_dims, scale, shape, assert_script_matches):
     assert_script_matches(EDSR(spatial_dims, scale_factor=scale, res_scale=0.5), torch.rand(shape))
 

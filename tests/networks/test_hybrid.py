@@ -5,7 +5,7 @@ import torch
 from monai.networks.utils import pixelshuffle
 
 from medsr.errors import UsageError
-from medsr.networks import SRCNNSRGANHybrid, SpaceToDepth
+from medsr.networks import SpaceToDepth, SRCNNSRGANHybrid
 
 SMALL = {"srcnn_features": (8, 4), "gan_features": 8, "gan_blocks": 2}
 
@@ -39,7 +39,9 @@ def test_output_is_structure_plus_detail():
         torch.testing.assert_close(net(x), structure)
 
 
-@pytest.mark.parametrize("spatial_dims, scale, shape", [(2, 2, (2, 3, 8, 6)), (3, 2, (1, 2, 4, 6, 8)), (3, 3, (1, 1, 6, 3, 9))])
+@pytest.mark.parametrize(
+    "spatial_dims, scale, shape", [(2, 2, (2, 3, 8, 6)), (3, 2, (1, 2, 4, 6, 8)), (3, 3, (1, 1, 6, 3, 9))]
+)
 def test_space_to_depth_inverts_pixelshuffle(spatial_dims, scale, shape):
     x = torch.rand(shape)
     y = SpaceToDepth(spatial_dims, scale)(x)
@@ -52,7 +54,10 @@ def test_gradients_flow(spatial_dims, shape, assert_gradients_flow):
     assert_gradients_flow(SRCNNSRGANHybrid(spatial_dims, **SMALL), torch.rand(shape))
 
 
-@pytest.mark.parametrize("spatial_dims, scale, shape", [(2, 2, (1, 1, 8, 8)), (2, 4, (1, 1, 6, 6)), (3, 2, (1, 1, 4, 4, 4))])
+SCRIPT_CASES = [(2, 2, (1, 1, 8, 8)), (2, 4, (1, 1, 6, 6)), (3, 2, (1, 1, 4, 4, 4))]
+
+
+@pytest.mark.parametrize("spatial_dims, scale, shape", SCRIPT_CASES)
 def test_torchscript_matches_eager(spatial_dims, scale, shape, assert_script_matches):
     kwargs = {"gan_blocks": 2} if spatial_dims == 2 else SMALL
     assert_script_matches(SRCNNSRGANHybrid(spatial_dims, scale_factor=scale, **kwargs), torch.rand(shape))
