@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medsr import meta as mk
 from medsr.errors import InputError, UsageError
 from medsr.typing import MODALITIES, PathLike
 
@@ -39,13 +40,10 @@ __all__ = [
 CLASS_NAMES = {"covid": "Covid", "covid-19": "Covid", "normal": "Normal", "pneumonia": "Pneumonia"}
 """Finding-class folder names, case-insensitive, mapped to the names reports use; other folder names are kept as they are."""
 
-_DICOM_XRAY = {"CR", "DX", "DR", "RG", "MG", "RF", "PX", "XA"}
-
-
 def detect_modality(path: PathLike) -> str:
     """``xray``/``ct``/``mr`` from a DICOM header, raster extension, or NIfTI intensities.
 
-    Reads headers only for DICOM; a NIfTI with values below -500 is CT, otherwise MR.
+    Reads headers only for DICOM; a NIfTI gets ``medsr.io``'s guess from its intensities.
     """
     p = Path(path)
     if p.is_dir():
@@ -57,22 +55,19 @@ def detect_modality(path: PathLike) -> str:
     if name.endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff")):
         return "xray"
     if name.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
-        import numpy as np
+        from medsr.io.nifti import read_nifti
 
-        try:
-            data = np.asanyarray(nib.load(str(p)).dataobj)
-        except Exception as err:
-            raise InputError(f"{p}: not a readable NIfTI file ({err}).") from err
-        return "ct" if float(np.nanmin(data)) < -500 else "mr"
+        return read_nifti(p)[1][mk.MODALITY]  # the reader's own guess from the intensities
     import pydicom
+
+    from medsr.io.dicom import XRAY_MODALITIES
 
     try:
         ds = pydicom.dcmread(str(p), stop_before_pixels=True)
     except Exception as err:
         raise InputError(f"{p}: not a readable DICOM file ({err}).") from err
     mod = str(getattr(ds, "Modality", "")).upper()
-    if mod in _DICOM_XRAY:
+    if mod in XRAY_MODALITIES:
         return "xray"
     if mod in ("CT", "MR"):
         return mod.lower()
