@@ -477,7 +477,7 @@ def _upscale(upscaler: Any, prep: _Prepared) -> Any:
             f"model {upscaler.name!r} returned shape {tuple(sr.shape)} for an LR input of {tuple(prep.lr.shape)}; "
             f"expected {tuple(prep.hr.shape)}."
         )
-    return sr.clamp_(0.0, 1.0)
+    return sr.clamp(0.0, 1.0)  # not in place: network outputs may be inference-mode tensors
 
 
 def _size_text(shape: Sequence[int]) -> str:

@@ -23,7 +23,7 @@ __all__ = ["EXTERNAL", "build"]
 EXTERNAL = {
     "xray": ["RG1_UNCR.dcm", "RG3_UNCR.dcm"],  # Philips CR (Hamburg), Fuji CR (N.C.C. Higashi)
     "ct": ["693_UNCR.dcm", "CT_small.dcm", "explicit_VR-UN.dcm", "eCT_Supplemental.dcm"],  # GE, NIH, Acme
-    "mr": ["MR2_UNCR.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm", "examples_overlay.dcm"],  # Philips, Siemens
+    "mr": ["MR2_UNCR.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm", "overlay/examples_overlay.dcm"],  # Philips, Siemens
 }
 
 
@@ -34,8 +34,10 @@ def build(out: Path) -> list[Path]:
         folder = out / modality
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:
-            src = Path(pydicom.data.get_testdata_file(name, download=False) or "")
+            # the two Siemens files share a SeriesInstanceUID but differ in size: separate folders
+            src = Path(pydicom.data.get_testdata_file(Path(name).name, download=False) or "")
             if src.is_file():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
                 copies.append(Path(shutil.copy2(src, folder / name)))
     anatomical = Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"
     if anatomical.is_file():

@@ -57,7 +57,7 @@ from medsr import meta as M
 from medsr.errors import UsageError
 from medsr.typing import NdarrayOrTensor
 
-__all__ = ["KERNELS", "resize", "downsample", "upsample", "resample_axis"]
+__all__ = ["KERNELS", "resize", "downsample", "upsample", "resample_axis", "geometry_after_resize"]
 
 KernelFn = Callable[[np.ndarray], np.ndarray]
 
@@ -157,10 +157,9 @@ def _apply_axis(x: torch.Tensor, dim: int, idx: np.ndarray, w: np.ndarray) -> to
         else:
             n = min(step, x.shape[cdim] - start)
             xs, os_ = x.narrow(cdim, start, n), out.narrow(cdim, start, n)
-        acc = xs.index_select(dim, index[:, 0]) * weight[:, 0].view(wshape)
+        torch.mul(xs.index_select(dim, index[:, 0]), weight[:, 0].view(wshape), out=os_)
         for p in range(1, index.shape[1]):
-            acc.addcmul_(xs.index_select(dim, index[:, p]), weight[:, p].view(wshape))
-        os_.copy_(acc)
+            os_.addcmul_(xs.index_select(dim, index[:, p]), weight[:, p].view(wshape))
     return out
 
 
@@ -181,7 +180,8 @@ def _norm_axes(axes: int | Sequence[int] | None, n_spatial: int, name: str = "ax
         if not isinstance(a, (int, np.integer)) or not -n_spatial <= int(a) < n_spatial:
             raise UsageError(
                 f"`{name}` must hold spatial axis indices in [{-n_spatial}, {n_spatial - 1}] for an image with "
-                f"{n_spatial} spatial dims (channel-first), got {axes!r}. Pass e.g. {name}=(0, 1) for the in-plane axes."
+                f"{n_spatial} spatial dims (channel-first), got {axes!r}. "
+                f"Pass e.g. {name}=(0, 1) for the in-plane axes."
             )
         out.append(int(a) % n_spatial)
     if len(set(out)) != len(out):
@@ -210,7 +210,7 @@ def geometry_after_resize(
     a = torch.as_tensor(affine, dtype=torch.float64).clone()
     r = a.shape[-1] - 1
     m = torch.eye(r + 1, dtype=torch.float64)
-    for i, (n_in, n_out) in enumerate(zip(in_shape, out_shape)):
+    for i, (n_in, n_out) in enumerate(zip(in_shape, out_shape, strict=True)):
         if i >= r or n_in == n_out:
             continue
         f = n_in / max(n_out, 1)
@@ -232,7 +232,7 @@ def _rewrap(out: torch.Tensor, ref: NdarrayOrTensor, in_spatial: Sequence[int]) 
             spacing = ref.meta.get(M.SPACING)
             if spacing is not None and not isinstance(spacing, torch.Tensor) and len(spacing) == len(in_spatial):
                 res.meta[M.SPACING] = tuple(
-                    float(s) * n_in / n_out for s, n_in, n_out in zip(spacing, in_spatial, out_spatial)
+                    float(s) * n_in / n_out for s, n_in, n_out in zip(spacing, in_spatial, out_spatial, strict=True)
                 )
         return res
     if isinstance(ref, np.ndarray):
@@ -305,14 +305,14 @@ def resize(
             raise UsageError(
                 f"`scale_factors` must be one positive number or one per axis in {ax}, got {scale_factors!r}."
             )
-        for a, f in zip(ax, sf):
+        for a, f in zip(ax, sf, strict=True):
             n = in_spatial[a]
             plan.append((a, max(1, int(math.ceil(n * float(f) - 1e-9))), float(f)))
     else:
         os_ = [out_size] * len(ax) if isinstance(out_size, (int, np.integer)) else list(out_size)  # type: ignore
         if len(os_) != len(ax) or any(not isinstance(n, (int, np.integer)) or n < 1 for n in os_):
             raise UsageError(f"`out_size` must be one positive integer or one per axis in {ax}, got {out_size!r}.")
-        for a, n in zip(ax, os_):
+        for a, n in zip(ax, os_, strict=True):
             plan.append((a, int(n), int(n) / in_spatial[a]))
     t = _as_float_tensor(x)
     for a, n_out, f in sorted(plan, key=lambda p: p[2]):  # downsample first: smallest buffers
