@@ -8,10 +8,13 @@ with a one-line reason and listed in ``errors.csv`` beside the outputs.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +47,9 @@ def plan_outputs(items: list[Any], input_path: Path, output: Path | None, scale:
     - a single file or series: beside the input, or inside ``output`` (a folder),
       or exactly ``output`` when it ends in an image file extension;
     - a folder of several inputs: the same relative paths under ``output``
-      (default ``<folder>_<tag><scale>x`` beside the input folder).
+      (default ``<folder>_<tag><scale>x`` beside the input folder); several DICOM series in
+      one folder are told apart by a hash of their SeriesInstanceUID,
+      ``<folder>_<hash8>_<tag><scale>x``.
     """
     input_path = Path(input_path)
     if len(items) == 1 and items[0].path.resolve() == input_path.resolve():
@@ -56,10 +61,16 @@ def plan_outputs(items: list[Any], input_path: Path, output: Path | None, scale:
             return [output]
         return [output / name]
     root = output if output is not None else input_path.parent / output_name(input_path, scale, tag, is_dir=True)
-    return [
-        root / item.path.relative_to(input_path).parent / output_name(item.path, scale, tag, is_dir=item.kind == "series")
-        for item in items
-    ]
+    # several series in one folder share its path: their outputs get a short, stable hash of their SeriesInstanceUID
+    shared = Counter(item.path for item in items if item.kind == "series")
+
+    def name(item: Any) -> str:
+        src = item.path
+        if item.kind == "series" and shared[item.path] > 1:
+            src = Path(f"{item.path.name or 'series'}_{hashlib.sha1(item.series_uid.encode()).hexdigest()[:8]}")
+        return output_name(src, scale, tag, is_dir=item.kind == "series")
+
+    return [root / item.path.relative_to(input_path).parent / name(item) for item in items]
 
 
 def discover(input_path: Path, exclude: Path | None = None) -> list[Any]:
@@ -102,7 +113,7 @@ def _stderr(msg: str) -> None:
 def run_batch(
     items: list[Any],
     outputs: list[Path],
-    work: Callable[[Any, Path], None],
+    work: Callable[[Any, Path], Future | None],
     *,
     resume: bool = False,
     overwrite: bool = False,
@@ -110,13 +121,20 @@ def run_batch(
     verbose: bool = False,
     description: str = "",
     log: Callable[[str], None] = _stderr,
+    errors_csv: Path | None = None,
 ) -> BatchResult:
     """Run ``work(item, output)`` for every input; skip finished outputs with ``resume``; collect failures.
 
     Raises ``OutputError`` before doing anything when an output is an input or
     exists (without ``resume``/``overwrite``). With several inputs, a failing one
-    is reported and listed in ``errors.csv`` (path, reason) beside the outputs;
-    with a single input its error is raised (``InputError`` for unexpected ones).
+    is reported and listed in ``errors.csv`` (path, reason) beside the outputs,
+    or in ``errors_csv`` when given; with a single input its error is raised
+    (``InputError`` for unexpected ones).
+
+    ``work`` may return a ``concurrent.futures.Future`` (e.g. a write running in a
+    background thread): the item counts as done, or failed, when the future
+    resolves, which is checked before the next item's future is accepted, so at
+    most one such write is in flight.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -135,33 +153,61 @@ def run_batch(
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task(description, total=len(todo))
-        for item, out in todo:
+
+        def attempt(item: Any, call: Callable[[], Any]) -> Any:
+            """``call()``; an expected failure is recorded (or raised for a single input) and gives None."""
             try:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                work(item, out)
-                result.done += 1
-            except (MedsrError, OSError, ValueError, RuntimeError, MemoryError) as err:
+                return call()
+            except Exception as err:  # one bad input never stops a batch (KeyboardInterrupt does)
                 if verbose:
                     traceback.print_exception(err)
-                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                if isinstance(err, MedsrError):
+                    reason = text or type(err).__name__
+                else:  # unexpected: name the exception, its message alone may mean nothing ("'x'")
+                    reason = f"{type(err).__name__}: {text}" if text else type(err).__name__
                 if len(items) == 1:  # a single input: its error is the command's error, no errors.csv
                     if isinstance(err, MedsrError):
                         raise
                     raise InputError(f"{item.path}: {reason}") from err
                 log(f"medsr: skipped: {reason}" if str(item.path) in reason else f"medsr: skipped {item.path}: {reason}")
                 result.failed.append((str(item.path), reason))
+                return None
+
+        def settle(item: Any, future: Future) -> None:
+            if attempt(item, lambda: future.result() or True):
+                result.done += 1
             bar.advance(task)
+
+        in_flight: tuple[Any, Future] | None = None  # a background write, settled before the next one starts
+        for item, out in todo:
+
+            def start(item: Any = item, out: Path = out) -> Any:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                return work(item, out) or True
+
+            started = attempt(item, start)
+            if isinstance(started, Future):
+                if in_flight is not None:
+                    settle(*in_flight)
+                in_flight = (item, started)
+                continue
+            if started:
+                result.done += 1
+            bar.advance(task)
+        if in_flight is not None:
+            settle(*in_flight)
     if result.failed:
-        result.errors_csv = _write_errors(outputs, result.failed)
+        result.errors_csv = _write_errors(outputs, result.failed, errors_csv)
     return result
 
 
-def _write_errors(outputs: list[Path], failed: list[tuple[str, str]]) -> Path:
+def _write_errors(outputs: list[Path], failed: list[tuple[str, str]], target: Path | None = None) -> Path:
     from medsr.io import atomic_path
 
     folder = outputs[0].parent if len(outputs) == 1 else Path(os.path.commonpath([str(o.parent) for o in outputs]))
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "errors.csv"
+    target = target or folder / "errors.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "reason"])

@@ -9,13 +9,14 @@ one line to stderr and exit with the codes documented in :mod:`medsr.errors`;
 from __future__ import annotations
 
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from medsr import __version__
-from medsr.errors import EXIT_INPUT, MedsrError, UsageError
+from medsr.errors import EXIT_INPUT, EXIT_PARTIAL, MedsrError, UsageError
 
 __all__ = ["app"]
 
@@ -42,6 +43,9 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """medsr: upscale medical images x2/x4 with networks or interpolation, and evaluate them."""
+    # medsr reports each bad input in one line; the readers' own warnings would add multi-line noise
+    # (and pydicom's can quote header values such as a birth date)
+    warnings.filterwarnings("ignore", module=r"(pydicom|nibabel|PIL|tifffile)(\.|$)")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -73,6 +77,32 @@ def _check_scale(scale: int) -> None:
 InputArg = typer.Argument(..., exists=True, readable=True, help="An image file (DICOM, NIfTI, PNG, TIFF, JPEG), a DICOM series folder or a folder of images.")
 
 
+def _quick_start(model: str) -> None:
+    """Cold-start shortcuts for ``upscale`` (measured on 2 cores: 4.5 s -> 2.9 s for bicubic on a CT slice).
+
+    - At exit, freeze the garbage collector: the interpreter then tears down
+      torch's and MONAI's ~10^6 objects without collecting them (0.9 s).
+    - For interpolation, which uses none of MONAI's ignite-based engines, keep
+      ``import monai`` from importing ignite (0.7 s; MONAI substitutes its own
+      placeholders). Only before MONAI is first imported; ``import ignite`` works
+      again afterwards.
+    """
+    import atexit
+    import gc
+    import sys
+
+    if not getattr(_quick_start, "registered", False):
+        atexit.register(gc.freeze)
+        _quick_start.registered = True  # type: ignore[attr-defined]
+    if model in ("bicubic", "lanczos") and "monai" not in sys.modules and "ignite" not in sys.modules:
+        sys.modules["ignite"] = None  # type: ignore[assignment]
+        try:
+            import medsr.inference  # noqa: F401  (imports MONAI)
+        finally:
+            if sys.modules.get("ignite", 0) is None:
+                del sys.modules["ignite"]
+
+
 @app.command(epilog=EXIT_CODES_HELP)
 def upscale(
     input: Path = InputArg,
@@ -81,7 +111,7 @@ def upscale(
     model: str = typer.Option("bicubic", "-m", "--model", help=MODEL_HELP),
     device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile edge in input pixels (default: from available memory)."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Tiles/slices per forward pass."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Tiles/slices per forward pass (default: from available memory)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU) or fp16 (CUDA)."),
     resume: bool = typer.Option(False, "--continue", help="Skip inputs whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -93,6 +123,7 @@ def upscale(
     """Upscale images x2 or x4 and write them in the input's format as derived images."""
     try:
         _check_scale(scale)
+        _quick_start(model)
         from medsr.inference import describe, load_upscaler, upscale_path
 
         log = None if quiet else (lambda m: typer.echo(m, err=True))
@@ -211,6 +242,10 @@ def evaluate(
         raise _fail(err, verbose) from None
     if not quiet:
         typer.echo(f"report: {report}")
+    errors_csv = output / "errors.csv"  # run_evaluation writes it only when some inputs failed
+    if errors_csv.is_file():
+        typer.echo(f"medsr: some inputs could not be evaluated (see {errors_csv})", err=True)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command()

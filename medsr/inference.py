@@ -2,26 +2,53 @@
 
 An :class:`Upscaler` maps a normalised, channel-first tensor ``(C, X, Y[, Z])``
 in [0, 1] to the same tensor upscaled in-plane (the first two spatial axes) by
-``scale``. Networks run tile by tile with a halo (overlap that is cropped
-away, not blended): for convolutional networks whose receptive field fits in
-the halo the result equals untiled inference exactly, and memory stays bounded
-on a 4k x 4k radiograph. A 2D network upscales a volume slice by slice, slices
-and tiles batched together.
+``scale``. :func:`upscale_image` is the whole physical-units pipeline for one
+image (normalise -> upscale -> inverse mapping -> geometry), and
+:func:`upscale_path` runs it over a file, series or folder.
 
-:func:`upscale_image` is the whole physical-units pipeline for one image:
-normalise -> upscale -> inverse mapping -> geometry (affine, spacing) updated.
+How networks run (see docs/performance.md for the measurements behind each choice):
+
+- **Tiles with a halo, cropped.** A convolutional network whose receptive field
+  fits in the halo gives, tile by tile, *exactly* the untiled result: every kept
+  output pixel saw the same input pixels. Memory stays bounded on a 4k x 4k
+  radiograph and there is nothing to blend, so no seam. Tiles have equal windows
+  (shifted, not shrunk, at the border) so they batch; a 2D network upscales a
+  volume slice by slice, slices and tiles batched together.
+- **Overlapping tiles, blended** for networks with a global operation (channel
+  attention, transposed attention): no tiling can be exact for them, so images
+  that fit the memory budget run whole, and larger ones get halo-cropped tiles
+  whose kept parts overlap and are blended with linear ramps. Whether a network
+  is local, and its receptive field, are measured, not declared. (MONAI's
+  ``SlidingWindowInferer`` blends whole windows, including their borders where
+  zero padding corrupts a convolutional network's output: measured max error
+  0.45 on EDSR-M, against 1e-6 with halos cropped; see docs/performance.md.)
+- **Fast paths.** ``torch.inference_mode``, ``channels_last`` (oneDNN's fast
+  convolution layout on CPU), batch norm and residual scaling folded into the
+  convolutions, on CPU every convolution one oneDNN call with a prepacked weight
+  and its ReLU / residual addition fused (all exact), all physical cores, tile
+  size and batch from available memory; ``precision="bf16"`` (CPU) / ``"fp16"``
+  (CUDA) autocast on request.
+- **Folders** are read and normalised in a background DataLoader worker and
+  written by a writer thread while the network runs. Under ``torchrun`` each
+  process takes its own share of the files (see :func:`distributed_rank`).
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import os
-from collections.abc import Iterator, Sequence
+import pickle
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from medsr import __version__
 from medsr import meta as mk
@@ -30,6 +57,7 @@ from medsr.typing import SCALES, PathLike
 
 __all__ = [
     "INTERPOLATIONS",
+    "PRECISIONS",
     "Upscaler",
     "InterpolationUpscaler",
     "NetworkUpscaler",
@@ -40,6 +68,10 @@ __all__ = [
     "upscale_image",
     "tile_windows",
     "receptive_radius",
+    "prepare_network",
+    "configure_threads",
+    "tune_allocator",
+    "distributed_rank",
     "describe",
     "load_weights",
     "upscale_path",
@@ -48,8 +80,19 @@ __all__ = [
 INTERPOLATIONS = {"bicubic": "cubic", "lanczos": "lanczos3"}
 """Interpolation baselines by CLI name -> ``medsr.transforms.resample`` kernel."""
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+"""``precision`` values: fp32 (default), bf16 autocast (CPU), fp16 autocast (CUDA)."""
+
 MAX_HALO = 32
-"""Largest halo (LR pixels) a tile gets; networks with a wider (or global) field are tiled approximately."""
+"""Largest halo (LR pixels) a tile gets; networks with a wider (or global) field are blended instead."""
+
+CPU_MEMORY_BUDGET = 7 << 28
+"""Bytes (1.75 GiB) that one image's upscale may use on CPU beyond the process's baseline: the network's
+activations get what the output image (three float32 copies at most) leaves, and never more than 1/8
+of the available RAM (at least ``MIN_BUDGET``)."""
+
+MIN_BUDGET = 256 << 20
+"""Smallest activation budget (bytes) tiles are planned for."""
 
 
 class Upscaler(Protocol):
@@ -96,6 +139,139 @@ class InterpolationUpscaler:
         return upsample(torch.as_tensor(x), self.scale, axes=(0, 1), kernel=INTERPOLATIONS[self.kind])
 
 
+# --------------------------------------------------------------------------- threads, devices, ranks
+
+_threads_set = False
+
+
+def configure_threads(num_threads: int | None = None) -> int:
+    """Use every physical core this process may run on for intra-op parallelism; returns the count.
+
+    An explicit ``num_threads`` wins; otherwise ``MEDSR_NUM_THREADS`` or
+    ``OMP_NUM_THREADS`` (``torchrun`` sets 1 per process) are respected; otherwise
+    the physical cores in this process's CPU affinity, shared among the
+    ``LOCAL_WORLD_SIZE`` processes of a ``torchrun`` node. Inter-op threads are
+    left alone: inference here is one chain of operators.
+    """
+    global _threads_set
+    if num_threads is None:
+        env = os.environ.get("MEDSR_NUM_THREADS") or ("" if "OMP_NUM_THREADS" not in os.environ else "keep")
+        if env == "keep":
+            return torch.get_num_threads()
+        if env:
+            try:
+                num_threads = int(env)
+            except ValueError:
+                raise UsageError(f"MEDSR_NUM_THREADS must be a positive integer, got {env!r}.") from None
+        else:
+            local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+            num_threads = max(1, _physical_cores() // local)
+    if num_threads < 1:
+        raise UsageError(f"the number of threads must be >= 1, got {num_threads}.")
+    if torch.get_num_threads() != num_threads:
+        torch.set_num_threads(num_threads)
+    _threads_set = True
+    return num_threads
+
+
+def _physical_cores() -> int:
+    """Physical cores among the CPUs this process may use (hyper-threads do not speed up convolutions)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in cpus:
+        try:
+            sib = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip()
+        except OSError:
+            sib = str(cpu)
+        cores.add(sib)
+    return max(1, len(cores))
+
+
+_allocator_tuned = False
+_libc: Any = None
+
+MMAP_THRESHOLD = 1 << 30
+"""Allocations below this come from glibc's heap (reused) instead of fresh ``mmap`` pages (see
+:func:`tune_allocator`); tiles are planned so that every activation map stays below it."""
+
+TRIM_AFTER = 64 << 20
+"""After an output image at least this large (bytes), the heap's free pages go back to the system."""
+
+
+def tune_allocator() -> bool:
+    """Let glibc serve activation-sized tensors from its heap instead of fresh ``mmap`` pages; True if applied.
+
+    By default glibc maps every allocation above 32 MB afresh and unmaps it when
+    freed, so each layer of each forward pass page-faults its activations in
+    again (a 32-channel float32 map of a 560 x 560 tile is 40 MB). Measured on
+    EDSR-M (2 cores): 2.4 s per executed megapixel for 552-pixel windows, 1.5 s
+    with this. Allocations up to ``MMAP_THRESHOLD`` (1 GB; tiles are planned so
+    that every activation map fits) come from the heap and are reused layer
+    after layer and image after image. After a large image (``TRIM_AFTER``)
+    :class:`NetworkUpscaler` hands the heap's free pages back (``malloc_trim``),
+    so the activations are not kept while the output is written. Linux with
+    glibc only; ``MEDSR_TUNE_MALLOC=0`` turns it off.
+    """
+    global _allocator_tuned, _libc
+    if _allocator_tuned:
+        return True
+    if os.environ.get("MEDSR_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt, _ = libc.mallopt, libc.malloc_trim  # both are glibc's
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    # trimming the heap's top during a forward pass would page-fault the next layer's activations in again
+    _allocator_tuned = (
+        mallopt(m_mmap_threshold, MMAP_THRESHOLD) == 1 and mallopt(m_trim_threshold, 2 * MMAP_THRESHOLD - 1) == 1
+    )
+    _libc = libc if _allocator_tuned else None
+    return _allocator_tuned
+
+
+def _release_free_memory() -> None:
+    """Return the heap's free pages to the system (after an image; see :func:`tune_allocator`)."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+def distributed_rank() -> tuple[int, int]:
+    """``(rank, world_size)`` from the environment ``torchrun`` sets (``RANK``, ``WORLD_SIZE``); ``(0, 1)`` otherwise."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        rank = int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        raise UsageError("RANK and WORLD_SIZE must be integers (they are set by torchrun).") from None
+    if world < 1 or not 0 <= rank < world:
+        raise UsageError(f"RANK must be in [0, WORLD_SIZE), got RANK={rank}, WORLD_SIZE={world}.")
+    return rank, world
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"`device` must be cpu, cuda or cuda:<index>, got {device!r}.") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"`device` must be cpu or cuda, got {device!r}.")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("`device` cuda was asked for but no CUDA GPU is available; use -d cpu.")
+        if dev.index is None and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per local process
+            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
+    return dev
+
+
+# --------------------------------------------------------------------------- tiling
+
+
 def tile_windows(size: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
     """Split one axis of length ``size`` into equal windows of ``min(size, tile + 2 * halo)``.
 
@@ -116,62 +292,357 @@ def tile_windows(size: int, tile: int, halo: int) -> list[tuple[int, int, int, i
     return out
 
 
-def receptive_radius(net: torch.nn.Module, spatial_dims: int, in_channels: int = 1, probe: int = 2 * MAX_HALO + 1) -> int:
-    """Receptive-field radius of ``net`` in input pixels, measured by back-propagation.
+def _even_tile(size: int, core: int) -> int:
+    """The tile edge that splits ``size`` into the fewest equal parts of at most ``core``."""
+    parts = max(1, math.ceil(size / max(1, core)))
+    return math.ceil(size / parts)
 
-    The gradient of one central output pixel with respect to a random input is
-    non-zero exactly inside the receptive field. A network with a global
-    operation (channel attention, global pooling) reaches the probe's edge and
-    gets ``MAX_HALO``.
+
+def _blend_tile(size: int, core: int, overlap: float) -> int:
+    """The tile edge of the fewest tiles of at most ``core`` that cover ``size`` overlapping by ``overlap`` of a tile."""
+    for parts in range(1, size + 1):
+        tile = math.ceil(size / (parts - (parts - 1) * overlap))
+        if tile <= core:
+            return min(tile, size)
+    return min(core, size)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    radius: int
+    """Receptive-field radius in input pixels (capped at the probe's half width)."""
+    local: bool
+    """False when the field reaches the probe's edge (a global operation, or wider than ``MAX_HALO``)."""
+    bytes_per_px: float
+    """Estimated float32 activation memory of one forward pass per input pixel."""
+    largest_bytes_per_px: float
+    """Largest layer output (float32) per input pixel (512 B for EDSR-M x2's sub-pixel convolution)."""
+
+
+def _structural_copy(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` whose convolutions average with strictly positive weights.
+
+    On a positive input every ReLU of the copy is active, so gradients reach
+    every input pixel the architecture connects to an output pixel: the
+    *structural* receptive field, valid for every weight and every input (the
+    trained network, probed as is, could hide paths behind ReLUs that happen to
+    be off for the probe).
     """
-    x = torch.rand((1, in_channels) + (probe,) * spatial_dims, requires_grad=True)
-    was_training = net.training
-    net.eval()
-    with torch.enable_grad():
-        y = net(x)
-        centre = tuple(s // 2 for s in y.shape[2:])
-        y[(0, 0) + centre].backward()
-    net.train(was_training)
-    nz = (x.grad[0].abs().sum(0) > 0).nonzero()
-    if nz.numel() == 0:
-        return 0
-    c = probe // 2
-    return int(min(MAX_HALO, (nz - c).abs().max().item()))
+    probe = copy.deepcopy(net)
+    conv_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+    with torch.no_grad():
+        for m in probe.modules():
+            if isinstance(m, conv_types):
+                w = m.weight.abs()
+                w += 1e-3 * float(w.mean()) + 1e-8
+                m.weight.copy_(w / w.sum(dim=tuple(range(1, w.dim())), keepdim=True))
+                if m.bias is not None:
+                    m.bias.fill_(0.01)
+    return probe
 
 
-def _default_tile(max_channels: int, scale: int, spatial_dims: int) -> int:
-    """LR tile edge that keeps activations near a fixed memory budget (<= 1/8 of free RAM, at most 512 MiB)."""
+def _probe_network(net: nn.Module, spatial_dims: int, in_channels: int, probe: int | None = None) -> _Probe:
+    """Structural receptive field (by back-propagation) and activation size (by forward hooks) of ``net``.
+
+    The gradient of one central output pixel with respect to the input is
+    non-zero exactly inside the receptive field (of :func:`_structural_copy`,
+    so for all weights and inputs). The largest leaf-module output times three
+    (input, output and one live skip of that size) bounds the live memory of a
+    feed-forward pass; measured 1.55 kB/px for EDSR-M x2, estimated 1.5 kB.
+    """
+    probe = probe or 2 * (MAX_HALO + 8) + 1
+    net = _structural_copy(net).eval()
+    x = (0.5 + 0.5 * torch.rand((1, in_channels) + (probe,) * spatial_dims)).requires_grad_(True)
+    sizes: list[int] = []
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            sizes.append(out.numel())
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if not list(m.children())]
     try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        avail = 4 << 30
-    budget = min(512 << 20, avail // 8)
-    # float32 activations: a few live feature maps at LR plus the sub-pixel stage at HR.
-    bytes_per_px = 4 * max_channels * (4 + scale**spatial_dims)
-    edge = int((budget / bytes_per_px) ** (1 / spatial_dims))
-    step = 16 if spatial_dims == 2 else 8
-    return max(step * 2, min(512 if spatial_dims == 2 else 64, edge // step * step))
+        with torch.enable_grad():
+            y = net(x)
+            centre = tuple(s // 2 for s in y.shape[2:])
+            y[(0, 0) + centre].backward()
+    finally:
+        for h in handles:
+            h.remove()
+    g = x.grad[0]
+    nz = ((g != 0) | g.isnan()).any(0).nonzero()
+    c = probe // 2
+    radius = 0 if nz.numel() == 0 else int((nz - c).abs().max().item())
+    px = probe**spatial_dims
+    sizes = sorted(sizes) or [px]  # the largest decides
+    return _Probe(radius=radius, local=radius < c, bytes_per_px=3 * 4 * sizes[-1] / px,
+                  largest_bytes_per_px=4 * sizes[-1] / px)
+
+
+def receptive_radius(net: nn.Module, spatial_dims: int, in_channels: int = 1, probe: int = 2 * MAX_HALO + 1) -> int:
+    """Receptive-field radius of ``net`` in input pixels, measured by back-propagation, at most ``MAX_HALO``.
+
+    A network with a global operation (channel attention, global pooling) reaches
+    the probe's edge and gets ``MAX_HALO``.
+    """
+    return min(MAX_HALO, _probe_network(net, spatial_dims, in_channels, probe).radius)
+
+
+# --------------------------------------------------------------------------- exact network rewrites
+
+
+@torch.no_grad()
+def _fold_bn(conv: nn.Module, bn: nn.Module) -> bool:
+    """Fold an eval-mode batch norm into the convolution before it (in place); False if not foldable."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    conv_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    bn_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+    if not (isinstance(conv, conv_types) and isinstance(bn, bn_types)) or bn.running_mean is None:
+        return False
+    weight, bias = fuse_conv_bn_weights(
+        conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+    )
+    conv.weight = weight
+    conv.bias = bias
+    return True
+
+
+class _PackCache:
+    """Holds a oneDNN-prepacked weight; copies start empty (opaque oneDNN tensors cannot be copied or pickled)."""
+
+    def __init__(self) -> None:
+        self.value: torch.Tensor | None = None
+
+    def __deepcopy__(self, memo: dict) -> _PackCache:
+        return _PackCache()
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.value = None
+
+
+def _fusable_conv(m: nn.Module) -> bool:
+    return (
+        type(m) is nn.Conv2d
+        and m.padding_mode == "zeros"
+        and isinstance(m.padding, tuple)
+        and m.weight.dtype == torch.float32
+        and m.weight.device.type == "cpu"
+    )
+
+
+def _onednn_act(m: nn.Module) -> tuple[str, list[float]] | None:
+    if type(m) is nn.ReLU:
+        return "relu", []
+    if type(m) is nn.LeakyReLU:
+        return "leaky_relu", [float(m.negative_slope)]
+    return None
+
+
+class _FusedConv(nn.Module):
+    """``act(conv(x))`` (or ``conv(x) + other``) as one oneDNN call with a prepacked weight.
+
+    What ``torch.compile`` generates on CPU, without compiling: the activation
+    and the residual addition run as oneDNN post-ops, and the weight is reordered
+    once into oneDNN's blocked layout instead of on every call. Exact: the same
+    arithmetic. Falls back to the wrapped modules off CPU, under autocast, with
+    gradients, or for non-float32 inputs.
+    """
+
+    def __init__(self, conv: nn.Conv2d, act: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv = conv
+        self.act = act if act is not None else nn.Identity()
+        self.attr, self.scalars = _onednn_act(act) if act is not None else ("none", [])
+        self._pack = _PackCache()
+
+    def fast(self, x: torch.Tensor) -> bool:
+        return (
+            x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and x.dim() == 4
+            and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+        )
+
+    def _weight(self) -> torch.Tensor:
+        if self._pack.value is None:
+            c = self.conv
+            self._pack.value = torch.ops.mkldnn._reorder_convolution_weight(
+                c.weight.detach(), list(c.padding), list(c.stride), list(c.dilation), c.groups, None
+            )
+        return self._pack.value
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.conv
+        if not self.fast(x):
+            y = self.act(c(x))
+            return y if other is None else y + other
+        bias = None if c.bias is None else c.bias.detach()
+        geometry = (list(c.padding), list(c.stride), list(c.dilation), c.groups)
+        if other is None:
+            return torch.ops.mkldnn._convolution_pointwise(x, self._weight(), bias, *geometry, self.attr, self.scalars, "")
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other, self._weight(), bias, *geometry, "add", None, None, [], None
+        )
+
+
+class _FusedResidual(nn.Module):
+    """:class:`~medsr.networks.blocks.ResidualBlock` ``x + conv2(act(conv1(x)))`` as two oneDNN calls."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+        self.first = _FusedConv(block.conv1, block.act)
+        self.second = _FusedConv(block.conv2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.first.fast(x):
+            return self.block(x)
+        return self.second(self.first(x), other=x)
+
+
+def _walk_unfused(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` and its descendants, not entering modules that are already fused."""
+    yield module
+    for child in module.children():
+        if not isinstance(child, (_FusedConv, _FusedResidual)):
+            yield from _walk_unfused(child)
+
+
+def _fuse_onednn(net: nn.Module) -> nn.Module:
+    """Rewrite 2D convolutions (with a following ReLU / LeakyReLU, and EDSR residual blocks) as :class:`_FusedConv`."""
+    from medsr.networks.blocks import ResidualBlock
+
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")):
+        return net
+    for parent in list(_walk_unfused(net)):  # residual blocks first: two calls each
+        for name, child in list(parent.named_children()):
+            if (
+                type(child) is ResidualBlock
+                and _fusable_conv(child.conv1)
+                and _fusable_conv(child.conv2)
+                and isinstance(child.norm1, nn.Identity)
+                and isinstance(child.norm2, nn.Identity)
+                and child.res_scale == 1.0
+                and _onednn_act(child.act) is not None
+            ):
+                setattr(parent, name, _FusedResidual(child))
+    for parent in list(_walk_unfused(net)):  # then every other convolution, with its activation when one follows
+        children = list(parent.named_children())
+        for i, (name, child) in enumerate(children):
+            if not _fusable_conv(child):
+                continue
+            nxt = children[i + 1] if i + 1 < len(children) else None
+            if isinstance(parent, nn.Sequential) and nxt is not None and _onednn_act(nxt[1]) is not None:
+                setattr(parent, name, _FusedConv(child, nxt[1]))
+                setattr(parent, nxt[0], nn.Identity())
+            else:
+                setattr(parent, name, _FusedConv(child))
+    return net
+
+
+@torch.inference_mode()
+def _same_outputs(a: nn.Module, b: nn.Module, in_channels: int, spatial_dims: int) -> bool:
+    x = torch.rand((2, in_channels) + (23, 19, 7)[:spatial_dims])
+    if spatial_dims == 2:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ya, yb = a(x), b(x)
+    return ya.shape == yb.shape and bool((ya - yb).abs().max() <= 1e-4 * (1 + ya.abs().max()))
+
+
+def prepare_network(
+    net: nn.Module, spatial_dims: int = 2, device: str | torch.device = "cpu", *, fuse: bool = True
+) -> nn.Module:
+    """A copy of ``net`` rewritten for fast inference with the same outputs (up to float rounding).
+
+    - eval mode, no parameter gradients;
+    - every batch norm that directly follows a convolution (in an ``nn.Sequential``
+      or a :class:`~medsr.networks.blocks.ResidualBlock`) folded into it:
+      ``BN(W x + b) = (g W / s) x + (g (b - m) / s + beta)``;
+    - residual scaling of :class:`~medsr.networks.blocks.ResidualBlock` folded into
+      its second convolution (``EDSR.fold_residual_scale``); nothing to do at ``res_scale = 1``;
+    - moved to ``device``; 2D networks in ``channels_last`` (oneDNN's fast layout);
+    - on CPU with ``fuse``: 2D convolutions run as single oneDNN calls with
+      prepacked weights and ReLU / residual addition as post-ops (:class:`_FusedConv`),
+      kept only if a probe gives the same outputs as the unfused network.
+
+    The result is for inference only (it falls back to plain modules when
+    gradients are enabled).
+    """
+    from medsr.networks.blocks import ResidualBlock
+
+    net = copy.deepcopy(net).eval()
+    net.requires_grad_(False)
+    for module in list(net.modules()):
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for a, b in zip(names, names[1:]):
+                if _fold_bn(module._modules[a], module._modules[b]):
+                    module._modules[b] = nn.Identity()
+        if isinstance(module, ResidualBlock):
+            if _fold_bn(module.conv1, module.norm1):
+                module.norm1 = nn.Identity()
+            if _fold_bn(module.conv2, module.norm2):
+                module.norm2 = nn.Identity()
+            if module.res_scale != 1.0 and isinstance(module.norm2, nn.Identity):
+                module.fold_residual_scale()
+    dev = _resolve_device(device)
+    net = net.to(dev)
+    if spatial_dims == 2:
+        net = net.to(memory_format=torch.channels_last)
+        if fuse and dev.type == "cpu":
+            try:
+                fused = _fuse_onednn(copy.deepcopy(net))
+                if _same_outputs(net, fused, _in_channels(net), spatial_dims):
+                    net = fused
+            except (RuntimeError, AttributeError, TypeError):  # an unusual layer or torch build: stay unfused
+                pass
+    return net
+
+
+# --------------------------------------------------------------------------- network upscaler
 
 
 class NetworkUpscaler:
-    """Tiled, batched, no-grad inference of an SR network on CPU or CUDA.
+    """Tiled, batched inference of an SR network on CPU or CUDA, fast and bounded in memory.
 
     Args:
-        net: a module mapping ``(N, C, *lr)`` to ``(N, C, *lr * scale)``.
+        net: a module mapping ``(N, C, *lr)`` to ``(N, C, *lr * scale)``; a rewritten copy is used
+            (see :func:`prepare_network`), ``net`` itself is not changed.
         scale: the network's factor.
         name: what reports call it.
         spatial_dims: the network's spatial dims (2: volumes go slice by slice).
-        device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
-        tile: LR tile edge; ``None`` picks one from available memory.
-        halo: LR pixels of context around each tile; ``None`` measures the receptive field.
-        batch_size: tiles per forward pass.
+        device: ``"cpu"``, ``"cuda"`` (under ``torchrun``: ``cuda:LOCAL_RANK``) or a ``torch.device``.
+        tile: LR tile edge; ``None`` picks tiles from the memory budget (an image that
+            fits runs whole, a larger one is split into equal tiles).
+        halo: LR pixels of context around each tile of a network with a global operation
+            (default ``MAX_HALO``). A local network always gets its measured structural
+            receptive field as halo, which makes tiling exact (a bundle's ``halo`` is a hint).
+        batch_size: windows (tiles x slices) per forward pass; ``None`` fills the memory budget.
         is_gan: whether the network was trained adversarially (reports flag invented detail).
         precision: ``"fp32"`` (default), ``"bf16"`` (CPU autocast) or ``"fp16"`` (CUDA autocast).
+        blend: ``None`` (default) blends overlapping tiles only for networks that are not
+            local (global operations); ``False`` never blends (halos are still cropped);
+            ``True`` always blends.
+        overlap: overlap of neighbouring tiles' kept parts, as a fraction of the tile, when
+            blending. Defaults to 0.25.
+        memory_budget: bytes of activations one forward pass may use; ``None``: on CPU
+            ``min(available RAM / 8, 1.75 GiB - 3 x the float32 output)`` (a 1024 x 1024 x2
+            image runs whole, a 4096 x 4096 one in tiles within 2 GB), on CUDA a quarter of
+            the free GPU memory.
+
+    Example::
+
+        up = NetworkUpscaler(EDSR(scale_factor=2), 2, tile=256)
+        y = up(torch.rand(1, 1000, 800))  # (1, 2000, 1600), equal to untiled inference
     """
 
     def __init__(
         self,
-        net: torch.nn.Module,
+        net: nn.Module,
         scale: int,
         *,
         name: str = "network",
@@ -179,31 +650,85 @@ class NetworkUpscaler:
         device: str | torch.device = "cpu",
         tile: int | None = None,
         halo: int | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         is_gan: bool = False,
         precision: str = "fp32",
+        blend: bool | None = None,
+        overlap: float = 0.25,
+        memory_budget: int | None = None,
     ) -> None:
         self.scale = _check_scale(scale)
         self.name = name
         self.is_gan = is_gan
-        self.spatial_dims = spatial_dims
+        if spatial_dims not in (2, 3):
+            raise UsageError(f"`spatial_dims` must be 2 or 3, got {spatial_dims}.")
+        self.spatial_dims = int(spatial_dims)
         self.device = _resolve_device(device)
-        if precision not in ("fp32", "bf16", "fp16"):
+        if precision not in PRECISIONS:
             raise UsageError(f"`precision` must be fp32, bf16 or fp16, got {precision!r}.")
         if precision == "fp16" and self.device.type != "cuda":
             raise UsageError("`precision` fp16 needs a CUDA device; use bf16 on CPU.")
         self.precision = precision
-        net = net.eval()
-        if halo is None:
-            halo = receptive_radius(net, spatial_dims, _in_channels(net))
-        self.halo = int(halo)
-        max_ch = max((p.shape[0] for p in net.parameters() if p.dim() > 1), default=64)
-        self.tile = int(tile) if tile else _default_tile(max_ch, self.scale, spatial_dims)
-        self.batch_size = max(1, int(batch_size))
-        self.channels_last = spatial_dims == 2
-        self.net = net.to(self.device)
-        if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+        if tile is not None and int(tile) < 1:
+            raise UsageError(f"`tile` must be a positive number of input pixels, got {tile}.")
+        if batch_size is not None and int(batch_size) < 1:
+            raise UsageError(f"`batch_size` must be >= 1, got {batch_size}.")
+        if not 0.0 <= overlap < 1.0:
+            raise UsageError(f"`overlap` must be in [0, 1), got {overlap}.")
+        if halo is not None and not 0 <= int(halo) <= 4 * MAX_HALO:
+            raise UsageError(f"`halo` must be in [0, {4 * MAX_HALO}] input pixels, got {halo}.")
+        if self.device.type == "cpu":
+            if not _threads_set:
+                configure_threads()
+            tune_allocator()
+        probe = _probe_network(net, self.spatial_dims, _in_channels(net))
+        self.receptive_radius = probe.radius
+        if probe.local:  # a halo as wide as the structural receptive field is exact; wider only costs time
+            self.halo = probe.radius
+        else:
+            self.halo = MAX_HALO if halo is None else int(halo)
+        self.exact = probe.local and probe.radius <= self.halo
+        self.blend = (not self.exact) if blend is None else bool(blend)
+        self.overlap = float(overlap)
+        self.bytes_per_px = max(probe.bytes_per_px, 64.0)
+        self.largest_bytes_per_px = max(probe.largest_bytes_per_px, 4.0)
+        self.tile = int(tile) if tile else None
+        self.batch_size = int(batch_size) if batch_size else None
+        self.memory_budget = int(memory_budget) if memory_budget else None
+        self.channels_last = self.spatial_dims == 2
+        self.net = prepare_network(net, self.spatial_dims, self.device, fuse=precision == "fp32")
+
+    # ---- planning
+
+    def budget(self, out_bytes: int = 0) -> int:
+        """Activation bytes for one forward pass when the output image takes ``out_bytes``."""
+        if self.memory_budget:
+            return self.memory_budget
+        return _memory_budget(self.device, out_bytes)
+
+    def plan(self, spatial: Sequence[int], planes: int = 1, channels: int = 1) -> tuple[tuple[int, ...], int]:
+        """``(LR tile edge per axis, windows per forward pass)`` for ``planes`` images of LR shape ``spatial``."""
+        spatial = tuple(int(s) for s in spatial)
+        out_bytes = 4 * planes * channels * math.prod(spatial) * self.scale ** len(spatial)
+        max_px = max(1.0, self.budget(out_bytes) / self.bytes_per_px)
+        if _allocator_tuned and self.device.type == "cpu":  # every map of a window from the reused heap
+            max_px = min(max_px, max(1.0, MMAP_THRESHOLD / self.largest_bytes_per_px))
+        if self.tile:
+            tiles = tuple(min(self.tile, s) for s in spatial)
+        elif math.prod(spatial) <= max_px:
+            tiles = spatial
+        else:
+            edge = int(max_px ** (1 / len(spatial)))
+            core = max(16, edge - 2 * self.halo)
+            if self.blend:
+                tiles = tuple(_blend_tile(s, core, self.overlap) for s in spatial)
+            else:
+                tiles = tuple(_even_tile(s, core) for s in spatial)
+        window = math.prod(min(s, t + 2 * self.halo) for s, t in zip(spatial, tiles))
+        batch = self.batch_size or max(1, min(64, int(max_px // window)))
+        return tiles, batch
+
+    # ---- running
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.device, non_blocking=True)
@@ -215,21 +740,57 @@ class NetworkUpscaler:
         with torch.autocast(self.device.type, dtype=dtype):
             return self.net(batch).float()
 
-    def _windows(self, shape: Sequence[int]) -> Iterator[tuple[tuple[slice, ...], tuple[slice, ...], tuple[slice, ...]]]:
-        """(input window, output slice of the window's result, output placement) per tile."""
-        per_axis = [tile_windows(n, self.tile, self.halo) for n in shape]
+    def _windows(
+        self, shape: Sequence[int], tiles: Sequence[int], overlap: int | Sequence[int] = 0
+    ) -> Iterator[tuple[tuple[slice, ...], tuple[slice, ...], tuple[slice, ...], tuple[torch.Tensor | None, ...]]]:
+        """(input window, output slice of the window's result, output placement, per-axis blend weights) per tile."""
+        overlaps = [overlap] * len(shape) if isinstance(overlap, int) else list(overlap)
+        per_axis = [_axis_tiles(n, t, self.halo, o, self.scale) for n, t, o in zip(shape, tiles, overlaps)]
         s = self.scale
         for combo in _product(per_axis):
-            win = tuple(slice(a, b) for a, b, _, _ in combo)
-            crop = tuple(slice((k0 - a) * s, (k1 - a) * s) for a, _, k0, k1 in combo)
-            place = tuple(slice(k0 * s, k1 * s) for _, _, k0, k1 in combo)
-            yield win, crop, place
+            win = tuple(slice(a, b) for (a, b, _, _), _ in combo)
+            crop = tuple(slice((k0 - a) * s, (k1 - a) * s) for (a, _, k0, k1), _ in combo)
+            place = tuple(slice(k0 * s, k1 * s) for (_, _, k0, k1), _ in combo)
+            yield win, crop, place, tuple(w for _, w in combo)
+
+    def _run(self, planes: torch.Tensor, tiles: Sequence[int], batch_size: int, blend: bool) -> torch.Tensor:
+        """Every window through the network, ``batch_size`` at a time; kept parts placed (or blended) into the output."""
+        n, c = planes.shape[:2]
+        sp = tuple(planes.shape[2:])
+        overlap = [int(round(self.overlap * t)) if blend and t < d else 0 for t, d in zip(tiles, sp)]
+        blend = any(overlap)
+        alloc = torch.zeros if blend else torch.empty
+        out = alloc((n, c) + tuple(d * self.scale for d in sp), dtype=torch.float32)
+        windows = list(self._windows(sp, tiles, overlap))
+        jobs = [(i, w) for i in range(n) for w in windows]
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            batch = torch.stack([planes[(i, slice(None)) + w[0]] for i, w in chunk])
+            pred = self._forward(batch).cpu()
+            del batch
+            for (i, (_, crop, place, weights)), y in zip(chunk, pred):
+                kept = y[(slice(None),) + crop]
+                if not blend:
+                    out[(i, slice(None)) + place] = kept
+                    continue
+                for axis, w in enumerate(weights):  # separable ramps across the overlaps
+                    if w is not None:
+                        kept = kept * w.view((-1,) + (1,) * (len(sp) - 1 - axis))
+                out[(i, slice(None)) + place] += kept
+            del pred
+        if blend:  # divide by the total weight, a product of per-axis sums (one where two tiles meet)
+            for axis in range(len(sp)):
+                total = torch.zeros(sp[axis] * self.scale)
+                for (_, _, k0, k1), w in _axis_tiles(sp[axis], tiles[axis], self.halo, overlap[axis], self.scale):
+                    total[k0 * self.scale : k1 * self.scale] += 1.0 if w is None else w
+                out /= total.view((-1,) + (1,) * (len(sp) - 1 - axis))
+        return out
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(x).float()
-        if isinstance(x, torch.Tensor) and hasattr(x, "as_tensor"):
+        if hasattr(x, "as_tensor"):  # MetaTensor: plain tensor, no meta tracking in the loop
             x = x.as_tensor()
+        x = torch.as_tensor(x).float()
         nd = x.ndim - 1
         if nd == self.spatial_dims:
             planes = x.unsqueeze(0)  # (1, C, *spatial)
@@ -240,20 +801,57 @@ class NetworkUpscaler:
                 f"a {self.spatial_dims}D network cannot upscale a {nd}D image; "
                 "use a 2D image, a 3D volume, or a matching bundle."
             )
-        n, c = planes.shape[:2]
-        sp = planes.shape[2:]
-        out = torch.empty((n, c) + tuple(d * self.scale for d in sp), dtype=torch.float32)
-        windows = list(self._windows(sp))
-        jobs = [(i, w) for i in range(n) for w in windows]
-        for start in range(0, len(jobs), self.batch_size):
-            chunk = jobs[start : start + self.batch_size]
-            batch = torch.stack([planes[(i, slice(None)) + w[0]] for i, w in chunk])
-            pred = self._forward(batch).cpu()
-            for (i, (_, crop, place)), y in zip(chunk, pred):
-                out[(i, slice(None)) + place] = y[(slice(None),) + crop]
+        tiles, batch_size = self.plan(planes.shape[2:], planes.shape[0], planes.shape[1])
+        out = self._run(planes, tiles, batch_size, self.blend)
+        if self.device.type == "cpu" and 4 * out.numel() >= TRIM_AFTER:  # room for writing a large output
+            _release_free_memory()
         if nd == self.spatial_dims:
             return out[0]
         return out.permute(1, 2, 3, 0)  # (C, sX, sY, Z)
+
+
+def _axis_tiles(
+    size: int, tile: int, halo: int, overlap: int, scale: int
+) -> list[tuple[tuple[int, int, int, int], torch.Tensor | None]]:
+    """:func:`tile_windows` along one axis, with kept parts overlapping by ``overlap`` and their HR blend ramps.
+
+    Without overlap the kept parts partition the axis (weights None). With it,
+    the fewest kept parts of ``tile`` pixels that overlap by at least ``overlap``
+    are spread evenly from border to border, and each gets a linear ramp over the
+    pixels it shares with a neighbour: where only two parts meet (overlap up to
+    half a tile) the weights sum to one; the caller normalises anyway.
+    """
+    if overlap <= 0 or tile >= size:
+        return [(w, None) for w in tile_windows(size, tile, halo)]
+    overlap = min(overlap, tile - 1)
+    parts = max(2, math.ceil((size - overlap) / (tile - overlap)))
+    starts = [round(j * (size - tile) / (parts - 1)) for j in range(parts)]
+    width = min(size, tile + 2 * halo)
+    out = []
+    for j, k0 in enumerate(starts):
+        k1 = k0 + tile
+        start = min(max(0, k0 - halo), size - width)
+        hr = torch.arange(k0 * scale, k1 * scale, dtype=torch.float32) + 0.5
+        w = torch.ones(tile * scale)
+        if j > 0:  # ramp up over the overlap with the previous tile
+            left = (starts[j - 1] + tile - k0) * scale
+            w = torch.minimum(w, (hr - k0 * scale) / left)
+        if j < len(starts) - 1:  # ramp down over the overlap with the next tile
+            right = (k1 - starts[j + 1]) * scale
+            w = torch.minimum(w, (k1 * scale - hr) / right)
+        out.append(((start, start + width, k0, k1), w))
+    return out
+
+
+def _memory_budget(device: torch.device, out_bytes: int = 0) -> int:
+    if device.type == "cuda":  # the output image stays on the CPU
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free // 4)
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        avail = 4 << 30
+    return int(max(MIN_BUDGET, min(CPU_MEMORY_BUDGET - 3 * out_bytes, avail // 8)))
 
 
 def _product(per_axis: list[list[Any]]) -> Iterator[tuple[Any, ...]]:
@@ -265,20 +863,11 @@ def _product(per_axis: list[list[Any]]) -> Iterator[tuple[Any, ...]]:
             yield (head,) + rest
 
 
-def _in_channels(net: torch.nn.Module) -> int:
+def _in_channels(net: nn.Module) -> int:
     for p in net.parameters():
         if p.dim() > 2:
             return int(p.shape[1])
     return 1
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("`device` cuda was asked for but no CUDA GPU is available; use -d cpu.")
-    if dev.type not in ("cpu", "cuda"):
-        raise UsageError(f"`device` must be cpu or cuda, got {device!r}.")
-    return dev
 
 
 # --------------------------------------------------------------------------- bundles
@@ -319,7 +908,8 @@ def resolve_bundle(model: PathLike) -> BundleInfo:
     """Find a bundle by shipped name or by path to its folder; UsageError if neither."""
     text = str(model)
     root = _shipped_root()
-    if (root / text / "configs" / "inference.json").is_file():
+    is_name = text not in ("", ".", "..") and Path(text).name == text  # a bare name, not a path
+    if is_name and (root / text / "configs" / "inference.json").is_file():
         return BundleInfo(text, root / text, True)
     path = Path(text).expanduser()
     if (path / "configs" / "inference.json").is_file():
@@ -330,7 +920,7 @@ def resolve_bundle(model: PathLike) -> BundleInfo:
     raise UsageError(f"unknown model {text!r}: use one of {known}, or a path to a MONAI bundle folder.")
 
 
-def _parse_bundle(info: BundleInfo, scale: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+def _parse_bundle(info: BundleInfo, scale: int) -> tuple[nn.Module, dict[str, Any]]:
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
@@ -352,7 +942,7 @@ def load_upscaler(
     *,
     device: str | torch.device = "cpu",
     tile: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     precision: str = "fp32",
     trust_bundle: bool = False,
     log: Any = None,
@@ -364,8 +954,11 @@ def load_upscaler(
     ``models/model_x4.pt`` is loaded with ``weights_only=True``. MONAI configs can
     run code, so a bundle that medsr does not ship is only loaded with
     ``trust_bundle=True``; ``log`` (a callable) is told which config runs.
+    ``tile``, ``batch_size`` and ``precision`` go to :class:`NetworkUpscaler`.
     """
     scale = _check_scale(scale)
+    if precision not in PRECISIONS:
+        raise UsageError(f"`precision` must be fp32, bf16 or fp16, got {precision!r}.")
     text = str(model)
     if text in INTERPOLATIONS:
         return InterpolationUpscaler(text, scale)
@@ -393,7 +986,7 @@ def load_upscaler(
     )
 
 
-def load_weights(net: torch.nn.Module, path: PathLike, *, name: str = "bundle") -> torch.nn.Module:
+def load_weights(net: nn.Module, path: PathLike, *, name: str = "bundle") -> nn.Module:
     """Load a weights-only checkpoint (a state dict, or ``{"model": state_dict}``) into ``net``, strictly."""
     path = Path(path)
     if not path.is_file():
@@ -414,6 +1007,62 @@ def load_weights(net: torch.nn.Module, path: PathLike, *, name: str = "bundle") 
 # --------------------------------------------------------------------------- physical pipeline
 
 
+def _normalise(img: Any, ct_window: tuple[float, float]) -> Any:
+    from medsr.transforms import ModalityNormalize
+
+    return ModalityNormalize(ct_window=ct_window)(img)
+
+
+def _derived(norm: Any, up: torch.Tensor, upscaler: Upscaler) -> Any:
+    """``up`` as a normalised MetaTensor with the geometry and derivation of the upscaled image."""
+    from monai.data import MetaTensor
+
+    from medsr.io import zoom_geometry
+
+    if not isinstance(norm, MetaTensor):
+        return up
+    factors = [up.shape[i] / norm.shape[i] for i in range(1, up.ndim)]
+    meta = {k: v for k, v in norm.meta.items() if k != "affine"}
+    if meta.get(mk.SPACING) is not None:
+        meta[mk.SPACING] = tuple(float(s) / f for s, f in zip(meta[mk.SPACING], factors))
+    meta["spatial_shape"] = tuple(up.shape[1:])
+    meta[mk.DERIVATION] = f"medsr {__version__} {upscaler.name} x{upscaler.scale}"
+    return MetaTensor(up, affine=zoom_geometry(norm.affine, factors), meta=meta)
+
+
+_INVERT_CHUNK = 1 << 22
+"""Voxels per slab when mapping a large image back to physical units (bounds float64 temporaries to 32 MB)."""
+
+
+def _to_physical(out: Any) -> Any:
+    """``InvertModalityNormalize`` in slabs along the first spatial axis, in place: no full-size float64 copies.
+
+    On an 8192 x 8192 output the one-shot inverse needs ~1 GB of temporaries;
+    slab by slab it needs 32 MB and the result reuses ``out``'s storage.
+    """
+    from monai.data import MetaTensor
+
+    from medsr.transforms import InvertModalityNormalize
+
+    if not isinstance(out, MetaTensor) or out.numel() <= _INVERT_CHUNK or mk.NORM_LOW not in out.meta:
+        return InvertModalityNormalize()(out)
+    low, high = out.meta[mk.NORM_LOW], out.meta[mk.NORM_HIGH]
+    if torch.as_tensor(low).numel() > 1 or torch.as_tensor(high).numel() > 1:  # per-sample (batched) mapping
+        return InvertModalityNormalize()(out)
+    invert = InvertModalityNormalize(low=low, high=high)
+    data = out.as_tensor()
+    if data.dtype != torch.float32 or not data.is_contiguous():
+        data = data.float().contiguous()
+    rows = max(1, _INVERT_CHUNK // max(1, data[:, :1].numel()))
+    with torch.inference_mode(data.is_inference()):  # a network's output is an inference tensor
+        for a in range(0, data.shape[1], rows):
+            data[:, a : a + rows] = invert(data[:, a : a + rows])
+    meta = {k: v for k, v in out.meta.items() if k not in (mk.NORM_METHOD, mk.NORM_LOW, mk.NORM_HIGH)}
+    res = MetaTensor(data, meta=meta, applied_operations=list(out.applied_operations))
+    res.is_batch = out.is_batch
+    return res
+
+
 def upscale_image(img: Any, upscaler: Upscaler, *, ct_window: tuple[float, float] = (-1024.0, 3071.0)) -> Any:
     """Upscale a physical-units ``MetaTensor`` from ``medsr.io.load_image`` in-plane.
 
@@ -423,20 +1072,69 @@ def upscale_image(img: Any, upscaler: Upscaler, *, ct_window: tuple[float, float
     """
     from monai.data import MetaTensor
 
-    from medsr.io import zoom_geometry
-    from medsr.transforms import InvertModalityNormalize, ModalityNormalize
-
-    norm = ModalityNormalize(ct_window=ct_window)(img)
+    norm = _normalise(img, ct_window)
+    del img  # the caller's reference may be the last one
     up = upscaler(norm.as_tensor() if isinstance(norm, MetaTensor) else norm)
-    factors = [upscaler.scale, upscaler.scale] + [1] * (up.ndim - 3)
-    meta = {k: v for k, v in norm.meta.items() if k != "affine"} if isinstance(norm, MetaTensor) else {}
-    affine = zoom_geometry(norm.affine, factors) if isinstance(norm, MetaTensor) else None
-    if mk.SPACING in meta and meta[mk.SPACING] is not None:
-        meta[mk.SPACING] = tuple(float(s) / f for s, f in zip(meta[mk.SPACING], factors))
-    meta["spatial_shape"] = tuple(up.shape[1:])
-    meta[mk.DERIVATION] = f"medsr {__version__} {upscaler.name} x{upscaler.scale}"
-    out = MetaTensor(up, affine=affine, meta=meta)
-    return InvertModalityNormalize()(out)
+    out = _derived(norm, up, upscaler)
+    del norm, up
+    return _to_physical(out)
+
+
+class _LoadSet(torch.utils.data.Dataset):
+    """Item ``k`` -> ``(k, normalised image, None)`` or ``(k, None, the exception)``: errors travel, they do not stop the loader."""
+
+    def __init__(self, items: Sequence[Any], ct_window: tuple[float, float]) -> None:
+        self.items = list(items)
+        self.ct_window = ct_window
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> tuple[int, Any, BaseException | None]:
+        from medsr.io import load_image
+
+        item = self.items[k]
+        try:
+            img = load_image(item.files if item.kind == "series" else item.path)
+            return k, _normalise(img, self.ct_window), None
+        except Exception as err:  # re-raised in the main process, where run_batch reports it
+            try:
+                pickle.dumps(err)
+            except Exception:
+                err = RuntimeError(f"{type(err).__name__}: {err}")
+            return k, None, err
+
+
+class _Prefetcher:
+    """Reads and normalises the next inputs in a background DataLoader worker, in order."""
+
+    def __init__(self, items: Sequence[Any], ct_window: tuple[float, float], workers: int = 1) -> None:
+        self.data = _LoadSet(items, ct_window)
+        self.index = {id(item): k for k, item in enumerate(items)}
+        self.workers = workers
+        self._it: Iterator[Any] | None = None
+
+    def get(self, item: Any) -> Any:
+        k = self.index.get(id(item))
+        if k is None:  # not in the prefetch order (cannot happen with run_batch's order): read it here
+            _, img, err = _LoadSet([item], self.data.ct_window)[0]
+        else:
+            if self._it is None:
+                loader = torch.utils.data.DataLoader(
+                    self.data, batch_size=None, shuffle=False, num_workers=self.workers, prefetch_factor=1,
+                )
+                self._it = iter(loader)
+            for idx, img, err in self._it:
+                if idx == k:
+                    break
+            else:  # the loader ran past it (cannot happen with run_batch's order): read it here
+                _, img, err = self.data[k]
+        if err is not None:
+            raise err
+        return img
+
+    def close(self) -> None:
+        self._it = None  # the DataLoader iterator shuts its worker down when released
 
 
 def upscale_path(
@@ -448,11 +1146,23 @@ def upscale_path(
     resume: bool = False,
     progress: bool = True,
     verbose: bool = False,
+    workers: int = 1,
+    ct_window: tuple[float, float] = (-1024.0, 3071.0),
+    log: Callable[[str], None] | None = None,
 ) -> Any:
     """Upscale a file, series or folder of images with ``upscaler``; returns a ``medsr.batch.BatchResult``.
 
     Outputs are named and placed by :func:`medsr.batch.plan_outputs`; a file that
-    cannot be read is skipped and listed in ``errors.csv``.
+    cannot be read or written is skipped and listed in ``errors.csv``. With
+    several inputs, ``workers`` DataLoader processes (default 1; 0 = none) read and
+    normalise the next inputs and a writer thread saves finished outputs while
+    the network runs.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the inputs, sorted by path, are split
+    ``items[RANK::WORLD_SIZE]``: every process writes its own outputs, each input
+    exactly once, and failures go to ``errors.rank<RANK>.csv`` beside the outputs
+    (no process group or barrier is needed, so one slow or failing rank never
+    blocks the others).
     """
     from medsr.batch import discover, plan_outputs, run_batch
     from medsr.io import load_image, save_image
@@ -461,23 +1171,67 @@ def upscale_path(
     output = Path(output) if output is not None else None
     items = discover(input, output)
     outputs = plan_outputs(items, input, output, upscaler.scale)
+    rank, world = distributed_rank()
+    errors_csv = None
+    if world > 1:
+        folder = outputs[0].parent if len(outputs) == 1 else Path(os.path.commonpath([str(o.parent) for o in outputs]))
+        errors_csv = folder / f"errors.rank{rank}.csv"
+        order = sorted(range(len(items)), key=lambda k: (str(items[k].path), items[k].series_uid))[rank::world]
+        items, outputs = [items[k] for k in order], [outputs[k] for k in order]
+    tell = log or _log_line
+    who = f"rank {rank}/{world}: " if world > 1 else ""
+    pending = [it for it, out in zip(items, outputs) if not (resume and out.exists())]
+    pipelined = len(pending) > 1 and workers > 0
+    prefetch = _Prefetcher(pending, ct_window, workers) if pipelined else None
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medsr-writer") if pipelined else None
 
-    def work(item: Any, out: Path) -> None:
-        img = load_image(item.files if item.kind == "series" else item.path)
-        save_image(upscale_image(img, upscaler), out, overwrite=overwrite)
+    def write(out_img: Any, out: Path) -> None:
+        save_image(_to_physical(out_img), out, overwrite=overwrite)
+        if verbose:
+            tell(f"medsr: {who}wrote {out}")
 
-    return run_batch(
-        items, outputs, work, resume=resume, overwrite=overwrite, progress=progress, verbose=verbose,
-        description=f"upscale x{upscaler.scale} {upscaler.name}",
-    )
+    def work(item: Any, out: Path) -> Future | None:
+        if prefetch is None:
+            out_img = upscale_image(load_image(item.files if item.kind == "series" else item.path), upscaler,
+                                    ct_window=ct_window)
+            save_image(out_img, out, overwrite=overwrite)
+            if verbose:
+                tell(f"medsr: {who}wrote {out}")
+            return None
+        norm = prefetch.get(item)
+        out_img = _derived(norm, upscaler(norm.as_tensor() if hasattr(norm, "as_tensor") else norm), upscaler)
+        del norm
+        return writer.submit(write, out_img, out)
+
+    try:
+        result = run_batch(
+            items, outputs, work, resume=resume, overwrite=overwrite, progress=progress, verbose=verbose,
+            description=f"{who}upscale x{upscaler.scale} {upscaler.name}", errors_csv=errors_csv,
+        )
+    finally:
+        if writer is not None:
+            writer.shutdown(wait=True)
+        if prefetch is not None:
+            prefetch.close()
+    return result
+
+
+def _log_line(msg: str) -> None:
+    """One line to stderr in one write, so that lines of concurrent ranks never interleave."""
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
 
 
 def describe(upscaler: Upscaler) -> str:
     """One line on how an upscaler runs (for logs and reports)."""
     if isinstance(upscaler, NetworkUpscaler):
+        tile = upscaler.tile or "auto"
+        batch = upscaler.batch_size or "auto"
+        mode = "halo crop (exact)" if not upscaler.blend else f"halo crop + linear blend, overlap {upscaler.overlap}"
+        threads = f", {torch.get_num_threads()} threads" if upscaler.device.type == "cpu" else ""
         return (
-            f"{upscaler.name} x{upscaler.scale} on {upscaler.device.type}, tile {upscaler.tile}, "
-            f"halo {upscaler.halo}, batch {upscaler.batch_size}, {upscaler.precision}"
+            f"{upscaler.name} x{upscaler.scale} on {upscaler.device}{threads}, tile {tile}, halo {upscaler.halo} "
+            f"(receptive field {upscaler.receptive_radius}{'' if upscaler.exact else ', not local'}), {mode}, "
+            f"batch {batch}, {upscaler.precision}"
         )
     return f"{upscaler.name} x{upscaler.scale}"
-

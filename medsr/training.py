@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.engines import SupervisedTrainer
+from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
 from monai.transforms import MapTransform
 
 from medsr.errors import UsageError
@@ -35,6 +36,9 @@ __all__ = [
     "local_device",
     "latest_checkpoint",
     "export_weights",
+    "epoch_seed",
+    "DeterministicEpochs",
+    "CheckpointSaver",
 ]
 
 
@@ -204,10 +208,34 @@ def init_distributed() -> int:
 
 
 
+def _complete_checkpoint(path: Path) -> bool:
+    """False for a ``torch.save`` zip cut short (its central directory, written last, is missing or unreadable).
+
+    Files that are not zip archives (the legacy ``torch.save`` format) are not judged here.
+    """
+    import zipfile
+
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":
+                return True
+        with zipfile.ZipFile(path) as zf:
+            return bool(zf.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
 def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The newest ``checkpoint_*.pt`` MONAI's ``CheckpointSaver`` left in ``output_dir`` (for resuming), or ``None``."""
+    """The newest complete ``checkpoint_*.pt`` MONAI's ``CheckpointSaver`` left in ``output_dir`` (for resuming), or ``None``.
+
+    A checkpoint cut short (a run killed while writing one with a non-atomic saver) is skipped,
+    so the run resumes from the previous one instead of failing to load.
+    """
     files = sorted(Path(output_dir).glob("checkpoint_*.pt"), key=lambda p: p.stat().st_mtime)
-    return str(files[-1]) if files else None
+    for path in reversed(files):
+        if _complete_checkpoint(path):
+            return str(path)
+    return None
 
 
 def export_weights(checkpoint: str | os.PathLike, target: str | os.PathLike) -> str | None:
@@ -224,3 +252,90 @@ def export_weights(checkpoint: str | os.PathLike, target: str | os.PathLike) -> 
     with atomic_path(Path(target)) as tmp:
         torch.save(state, tmp)
     return str(target)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The 32-bit seed of ``epoch`` of a run seeded with ``seed`` (NumPy ``SeedSequence``: well mixed, stable)."""
+    return int(np.random.SeedSequence([int(seed) % 2**32, int(epoch) % 2**32]).generate_state(1)[0])
+
+
+class DeterministicEpochs:
+    """Reseed every random source of a training run from ``(seed, epoch)`` when each epoch starts.
+
+    An epoch then draws the same patches, augmentations and degradations whether the run
+    went straight through or was killed and resumed from the checkpoint of an earlier
+    epoch (MONAI's ``CheckpointLoader`` restores weights, optimiser, scheduler and the
+    trainer's epoch counter). No random-generator object is stored, so checkpoints stay
+    loadable with ``torch.load(weights_only=True)``.
+
+    Reseeded at ``EPOCH_STARTED``: Python's ``random``, NumPy's and torch's global
+    generators, the data loader's ``generator`` (it seeds worker processes) and its
+    sampler's ``generator`` (created when ``None``; samplers with ``set_epoch``, such as
+    distributed ones, already derive their order from the epoch and are left alone),
+    and every MONAI ``Randomizable`` transform of the loader's dataset (``set_rnd``).
+    Attach it before the handlers that draw random numbers at ``EPOCH_STARTED``.
+
+    Resuming is exact on CPU with ``num_workers=0``; with worker processes the order of
+    the batches is the same, and each worker's transforms are seeded by MONAI's
+    ``worker_init_fn`` from the reseeded loader generator.
+
+    Args:
+        seed: the run's seed (use a different one per rank under DDP, e.g. ``seed + rank``).
+        loader: the training data loader; default the engine's ``data_loader`` (MONAI workflows), else the
+            data ignite's ``run`` was given.
+
+    Example (bundle ``train#handler_list``)::
+
+        {"_target_": "medsr.training.DeterministicEpochs", "seed": "$@seed + @rank"}
+    """
+
+    def __init__(self, seed: int, loader: Any = None) -> None:
+        self.seed = int(seed)
+        self.loader = loader
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_STARTED, self)
+
+    def __call__(self, engine: Any) -> None:
+        from monai.data.utils import set_rnd
+
+        s = epoch_seed(self.seed, engine.state.epoch)
+        random.seed(s)
+        np.random.seed(s)
+        torch.manual_seed(s)
+        loader = self.loader
+        if loader is None:  # a MONAI workflow's loader, else what ignite's run() was given
+            loader = getattr(engine, "data_loader", None) or getattr(engine.state, "dataloader", None)
+        if loader is None:
+            return
+        if isinstance(loader, torch.utils.data.DataLoader):
+            if loader.generator is None:
+                loader.generator = torch.Generator()
+            loader.generator.manual_seed(s)
+        sampler = getattr(loader, "sampler", None)
+        if sampler is not None and not hasattr(sampler, "set_epoch") and hasattr(sampler, "generator"):
+            if sampler.generator is None:
+                sampler.generator = torch.Generator()
+            sampler.generator.manual_seed((s + 1) % 2**63)
+        dataset = getattr(loader, "dataset", None)
+        if dataset is not None:
+            set_rnd(dataset, (s + 2) % 2**32)
+
+
+class CheckpointSaver(_MonaiCheckpointSaver):
+    """MONAI's ``CheckpointSaver`` writing every file atomically: a temporary file in ``save_dir``,
+    renamed into place once complete (MONAI writes in place, so a run killed mid-save leaves a
+    truncated checkpoint). Same arguments as ``monai.handlers.CheckpointSaver``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for ckpt in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if ckpt is None:
+                continue
+            saver = ckpt.save_handler
+            if not hasattr(saver, "_atomic"):  # pragma: no cover - an ignite without the atomic DiskSaver
+                raise RuntimeError("ignite's DiskSaver has no atomic mode; update pytorch-ignite.")
+            saver._atomic = True  # ignite: temp file + os.replace, then group/other read permission

@@ -6,8 +6,9 @@ import json
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ContextDecorator, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,13 @@ import torch
 
 from medsr import meta as mk
 from medsr.meta import SOURCE_INFO
-from medsr.errors import OutputError, UsageError
+from medsr.errors import InputError, OutputError, UsageError
 from medsr.typing import PathLike
 
 __all__ = [
     "MAX_PIXELS",
+    "DEFLATE_SLACK_BYTES",
+    "check_declared_size",
     "SOURCE_INFO",
     "IO_MODALITIES",
     "DICOM_SUFFIXES",
@@ -34,10 +37,73 @@ __all__ = [
     "zoom_geometry",
     "atomic_path",
     "as_affine4",
+    "UnexpectedReadError",
+    "quiet_pydicom",
 ]
 
 MAX_PIXELS = 2**30
 """Largest image medsr decodes (pixels, all slices/frames together); refused before allocation."""
+
+DEFLATE_SLACK_BYTES = 64 << 20
+"""Declared pixel data up to this size is never refused for being larger than its file could hold."""
+
+
+def check_declared_size(path: PathLike, declared_bytes: int, stored_bytes: int, max_ratio: float, what: str) -> None:
+    """Refuse, before allocating, an image whose header declares more data than its file can hold.
+
+    ``stored_bytes`` (the file or the compressed pixel data) can expand at most ``max_ratio``
+    times (deflate's limit is 1032:1); beyond that (plus :data:`DEFLATE_SLACK_BYTES`) the
+    header is wrong or the file truncated, and decoding would only allocate a huge buffer to fail.
+    """
+    if declared_bytes > max_ratio * max(int(stored_bytes), 0) + DEFLATE_SLACK_BYTES:
+        raise InputError(
+            f"{path}: the header declares {what} ({declared_bytes} bytes of pixels) but the file holds only "
+            f"{stored_bytes} bytes; the file is truncated or corrupt (its header is wrong)."
+        )
+
+
+class UnexpectedReadError(InputError):
+    """An ``InputError`` from the readers' last-resort net: a decoding library failed in a way the
+    reader does not check for. Users see one line like any ``InputError``; the fuzz tests
+    (tests/fuzz) treat it as a finding to turn into a specific check."""
+
+
+class _QuietPydicom(ContextDecorator):
+    """Turn off pydicom's value validation while medsr reads or writes DICOM (thread-safe, re-entrant).
+
+    Its warnings quote the offending value, which can be a patient's name or birth date
+    (``Invalid value for VR DA: '03.02.1947'``): medsr keeps such values out of logs.
+    medsr validates what it uses itself; the setting is restored when the last user leaves.
+    """
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved: tuple[Any, Any] | None = None
+
+    def __enter__(self) -> _QuietPydicom:
+        from pydicom import config
+
+        with _QuietPydicom._lock:
+            if _QuietPydicom._depth == 0:
+                s = config.settings
+                _QuietPydicom._saved = (s.reading_validation_mode, s.writing_validation_mode)
+                s.reading_validation_mode = config.IGNORE
+                s.writing_validation_mode = config.IGNORE
+            _QuietPydicom._depth += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from pydicom import config
+
+        with _QuietPydicom._lock:
+            _QuietPydicom._depth -= 1
+            if _QuietPydicom._depth == 0 and _QuietPydicom._saved is not None:
+                config.settings.reading_validation_mode, config.settings.writing_validation_mode = _QuietPydicom._saved
+                _QuietPydicom._saved = None
+
+
+quiet_pydicom = _QuietPydicom
+"""``with quiet_pydicom():`` / ``@quiet_pydicom()``: no pydicom value-validation warnings (they can quote PHI)."""
 
 
 IO_MODALITIES: tuple[str, ...] = ("xray", "ct", "mr", "other")

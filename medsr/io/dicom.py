@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence as DicomSequence
@@ -44,7 +45,7 @@ import medsr
 from medsr import meta as mk
 from medsr.errors import InputError, OutputError
 
-from ._common import MAX_PIXELS, as_affine4, build_meta
+from ._common import MAX_PIXELS, as_affine4, build_meta, quiet_pydicom
 from .discover import is_dicom_candidate
 
 try:  # pydicom >= 3
@@ -78,6 +79,7 @@ LOSSY_TRANSFER_SYNTAXES: dict[str, str] = {
 }
 """Transfer syntaxes that may be lossy, with the LossyImageCompressionMethod to record."""
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # Pixel, Float, Double Float Pixel Data
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -94,10 +96,17 @@ _DROP_KEYWORDS = (
 )
 
 
+def _shown(value: Any, limit: int = 64) -> str:
+    """A header value as printable one-line text for a message (control characters escaped, cut to ``limit``)."""
+    text = str(value)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _why(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    msg = text[0] if text else ""
-    return f"{type(exc).__name__}: {msg[:200]}" if msg else type(exc).__name__
+    msg = _shown(text[0], 200) if text else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- reading
@@ -110,6 +119,26 @@ def _looks_like_dicom(ds: Dataset) -> bool:
         return False
 
 
+def _convert_elements(ds: Dataset, depth: int = 0) -> None:
+    """Convert every (lazily parsed) header element now, sequences included, pixel data excepted.
+
+    pydicom converts raw element values on first access; doing it here makes a corrupt
+    value (wrong length for its VR, unknown VR...) fail while parsing, with the file named,
+    instead of somewhere later in the reader.
+    """
+    if depth > 32:
+        raise ValueError("sequences nested more than 32 deep")
+    for tag in list(ds.keys()):
+        if tag in _PIXEL_TAGS:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ" and elem.value is not None:
+            for item in elem.value:
+                _convert_elements(item, depth + 1)
+        elif tag.is_private is False and dictionary_has_tag(tag) and dictionary_VR(tag) == "SQ":
+            raise ValueError(f"{elem.keyword or tag} is stored as {elem.VR}, not as a sequence")
+
+
 def _dcmread(path: Path, *, stop_before_pixels: bool) -> Dataset:
     """Parse ``path``; pixel data is deferred (not loaded) unless ``stop_before_pixels``."""
     kwargs: dict[str, Any] = {"stop_before_pixels": True} if stop_before_pixels else {"defer_size": "512 KB"}
@@ -117,20 +146,24 @@ def _dcmread(path: Path, *, stop_before_pixels: bool) -> Dataset:
         raise InputError(
             f"{path}: is a folder where a DICOM file was expected; pass the folder itself to read a series."
         )
+    if path.exists() and not path.is_file():
+        raise InputError(f"{path}: not a regular file (a device, pipe or socket); pass an image file.")
     try:
         try:
-            return pydicom.dcmread(str(path), **kwargs)
+            ds = pydicom.dcmread(str(path), **kwargs)
         except InvalidDicomError:
-            pass
-        try:
-            ds = pydicom.dcmread(str(path), force=True, **kwargs)
-        except Exception:
-            ds = None
-        if ds is None or not _looks_like_dicom(ds):
-            raise InputError(
-                f"{path}: not a DICOM file (no 'DICM' marker and no readable DICOM header); "
-                "check the file, or give it the extension of its real format."
-            )
+            try:
+                ds = pydicom.dcmread(str(path), force=True, **kwargs)
+            except (OSError, MemoryError):
+                raise
+            except Exception:
+                ds = None
+            if ds is None or not _looks_like_dicom(ds):
+                raise InputError(
+                    f"{path}: not a DICOM file (no 'DICM' marker and no readable DICOM header); "
+                    "check the file, or give it the extension of its real format."
+                ) from None
+        _convert_elements(ds)
         return ds
     except InputError:
         raise
@@ -138,6 +171,8 @@ def _dcmread(path: Path, *, stop_before_pixels: bool) -> Dataset:
         raise InputError(f"{path}: file not found; check the path.") from e
     except PermissionError as e:
         raise InputError(f"{path}: permission denied; make the file readable.") from e
+    except MemoryError as e:
+        raise InputError(f"{path}: the DICOM header declares elements too large to read; the file is corrupt.") from e
     except Exception as e:
         raise InputError(
             f"{path}: cannot parse the DICOM header ({_why(e)}); the file is truncated or corrupt, "
@@ -145,6 +180,7 @@ def _dcmread(path: Path, *, stop_before_pixels: bool) -> Dataset:
         ) from e
 
 
+@quiet_pydicom()
 def read_dicom_header(path: Path) -> Dataset:
     """Header only (no pixel data), raising :class:`InputError` for non-DICOM or broken files."""
     return _dcmread(Path(path), stop_before_pixels=True)
@@ -153,19 +189,62 @@ def read_dicom_header(path: Path) -> Dataset:
 def _nframes(ds: Dataset) -> int:
     try:
         return int(ds.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 1
+
+
+def _header_int(ds: Dataset, keyword: str, default: int, path: Path) -> int:
+    """An integer header value (``default`` when absent or empty); InputError when it is not an integer."""
+    value = ds.get(keyword, default)
+    if value is None or value == "":
+        return default
+    try:
+        if isinstance(value, (bytes, bytearray, list, tuple)) or isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{path}: {keyword} is {_shown(value, 40)!r}, not an integer; the header is corrupt.") from None
 
 
 def _photometric(ds: Dataset) -> str:
     return str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
 
 
+def _is_encapsulated(ds: Dataset) -> bool:
+    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    try:
+        return bool(ts) and UID(str(ts)).is_encapsulated
+    except Exception:
+        return False
+
+
+def _pixel_data_length(ds: Dataset) -> int | None:
+    """Bytes of the (possibly deferred) pixel data element, without reading it; None when unknown."""
+    for tag in _PIXEL_TAGS:
+        if tag not in ds:
+            continue
+        try:
+            elem = ds.get_item(tag, keep_deferred=True)
+        except TypeError:  # pragma: no cover - pydicom 2.x
+            elem = ds.get_item(tag)
+        value = getattr(elem, "value", None)
+        if isinstance(value, (bytes, bytearray)):
+            return len(value)
+        length = getattr(elem, "length", None)
+        return int(length) if value is None and length is not None and length != 0xFFFFFFFF else None
+    return None
+
+
+MAX_COMPRESSION_RATIO = 10000
+"""A compressed DICOM whose declared pixels need more than this many times its compressed pixel data
+(plus 256 MiB, room for blank images that compress extremely well) is refused as corrupt before decoding."""
+
+
 def _check_image_header(ds: Dataset, path: Path) -> None:
-    """Refuse what medsr cannot read, before any pixel is decoded."""
+    """Refuse what medsr cannot read, before any pixel is decoded (and before any pixel buffer is allocated)."""
     if not any(t in ds for t in _PIXEL_TAGS):
         sop = ds.get("SOPClassUID")
-        name = UID(str(sop)).name if sop else ""
+        name = _shown(UID(str(sop)).name) if sop else ""
         if not name or "Image Storage" in name:
             raise InputError(
                 f"{path}: no pixel data in a file whose SOP class is {name or 'unreadable'}; "
@@ -174,16 +253,17 @@ def _check_image_header(ds: Dataset, path: Path) -> None:
         raise InputError(
             f"{path}: no pixel data (SOP class {name}); this DICOM object is not an image, pass image files only."
         )
-    rows, cols, frames = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), _nframes(ds)
+    rows, cols = _header_int(ds, "Rows", 0, path), _header_int(ds, "Columns", 0, path)
+    frames = _header_int(ds, "NumberOfFrames", 1, path) if "NumberOfFrames" in ds else 1
     if rows <= 0 or cols <= 0 or frames <= 0:
         raise InputError(
             f"{path}: zero-size image (Rows={rows}, Columns={cols}, NumberOfFrames={frames}); the file is corrupt."
         )
-    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    spp = _header_int(ds, "SamplesPerPixel", 1, path) or 1
     pi = _photometric(ds)
     if spp != 1 or pi not in ("MONOCHROME1", "MONOCHROME2"):
         raise InputError(
-            f"{path}: colour DICOM (SamplesPerPixel={spp}, PhotometricInterpretation={pi}); "
+            f"{path}: colour DICOM (SamplesPerPixel={spp}, PhotometricInterpretation={_shown(pi, 20)}); "
             "medsr reads greyscale images only, convert it to greyscale first."
         )
     if rows * cols * frames > MAX_PIXELS:
@@ -191,12 +271,39 @@ def _check_image_header(ds: Dataset, path: Path) -> None:
             f"{path}: declared size {cols}x{rows}x{frames} = {rows * cols * frames} pixels exceeds medsr's limit of "
             f"{MAX_PIXELS} pixels; crop or split the image first."
         )
-    bits = int(ds.get("BitsAllocated", 0) or 0)
-    if bits not in (8, 16, 32, 64):
+    bits = _header_int(ds, "BitsAllocated", 0, path)
+    float_pixels = 0x7FE00010 not in ds
+    if bits not in (8, 16, 32, 64) or (bits == 64 and not float_pixels):
         raise InputError(
             f"{path}: BitsAllocated={bits} is not supported (8, 16 or 32); 1-bit objects such as "
             "segmentations are not images to upscale."
         )
+    needed = rows * cols * frames * bits // 8
+    length = _pixel_data_length(ds)
+    if length is not None and not _is_encapsulated(ds) and length < needed:
+        raise InputError(
+            f"{path}: the pixel data holds {length} bytes but {cols}x{rows}x{frames} pixels of {bits} bits need "
+            f"{needed}; the file is truncated or corrupt (its header is wrong)."
+        )
+    if length is not None and _is_encapsulated(ds) and (
+        needed > MAX_COMPRESSION_RATIO * length + (256 << 20) or frames > max(length // 8, 1)
+    ):
+        raise InputError(
+            f"{path}: {length} bytes of compressed pixel data cannot hold the declared {cols}x{rows}x{frames} "
+            "pixels; the file is truncated or corrupt (its header is wrong)."
+        )
+    if "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) != frames:
+        raise InputError(
+            f"{path}: NumberOfFrames is {frames} but the file describes {len(ds.PerFrameFunctionalGroupsSequence)} "
+            "frames (PerFrameFunctionalGroupsSequence); the header is corrupt."
+        )
+    if not float_pixels:
+        stored = _header_int(ds, "BitsStored", bits, path) or bits
+        if not 1 <= stored <= bits:
+            raise InputError(f"{path}: BitsStored={stored} with BitsAllocated={bits}; the header is corrupt.")
+        if _header_int(ds, "PixelRepresentation", 0, path) not in (0, 1):
+            raise InputError(f"{path}: PixelRepresentation must be 0 or 1; the header is corrupt.")
+        _check_rescale(ds, path)
 
 
 def _valid_pair(value: Any) -> tuple[float, float] | None:
@@ -289,7 +396,8 @@ def _slice_thickness(ds: Dataset) -> float:
 
 
 def _stored_range(ds: Dataset) -> tuple[int, int]:
-    bits = int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 16))
+    bits = int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 16) or 16)
+    bits = min(max(bits, 1), 64)
     if int(ds.get("PixelRepresentation", 0) or 0) == 1:
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
@@ -302,9 +410,38 @@ def _rescale(ds: Dataset, frame: int) -> tuple[float, float] | None:
     item = _fg_item(ds, "PixelValueTransformationSequence", frame)
     if item is None:
         return None
-    slope = float(item.get("RescaleSlope", 1) or 1)
-    intercept = float(item.get("RescaleIntercept", 0) or 0)
-    return slope, intercept
+    slope = _number(item.get("RescaleSlope"), 1.0)
+    intercept = _number(item.get("RescaleIntercept"), 0.0)
+    return (slope if slope is not None else 1.0), (intercept if intercept is not None else 0.0)
+
+
+def _number(value: Any, default: float) -> float | None:
+    """``value`` as a finite float (``default`` when absent or empty), None when it is not one."""
+    if value is None or value == "":
+        return default
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _check_rescale(ds: Dataset, path: Path) -> None:
+    """RescaleSlope/Intercept (top level, shared and per frame) must be finite numbers, the slope non-zero."""
+    sources: list[tuple[str, Any]] = [("", ds), ("shared functional groups: ", _fg_item(ds, "PixelValueTransformationSequence", None))]
+    for f, group in enumerate(ds.get("PerFrameFunctionalGroupsSequence") or []):
+        items = group.get("PixelValueTransformationSequence") or []
+        sources.append((f"frame {f + 1}: ", items[0] if len(items) else None))
+    for where, item in sources:
+        if item is None:
+            continue
+        for kw, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+            value = item.get(kw)
+            number = _number(value, default)
+            if number is None or (kw == "RescaleSlope" and number == 0):
+                raise InputError(
+                    f"{path}: {where}{kw} is {_shown(value, 40)!r}, not a usable number; the header is corrupt."
+                )
 
 
 def _decode(ds: Dataset, path: Path) -> np.ndarray:
@@ -319,7 +456,7 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
     except Exception as e:
         ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(ds, "file_meta") else "unknown"
         raise InputError(
-            f"{path}: cannot decode the pixel data (transfer syntax {UID(str(ts)).name}; {_why(e)}); "
+            f"{path}: cannot decode the pixel data (transfer syntax {_shown(UID(str(ts)).name)}; {_why(e)}); "
             "the file is truncated or corrupt, or a decoder is missing (pip install pylibjpeg "
             "pylibjpeg-openjpeg pylibjpeg-libjpeg)."
         ) from e
@@ -346,10 +483,20 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
             slope, intercept = _rescale(ds, f) or (1.0, 0.0)
             values = frame * slope + intercept
         else:
-            values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+            try:
+                values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+            except Exception as e:
+                raise InputError(
+                    f"{path}: cannot apply the Modality LUT ({_why(e)}); the header is corrupt."
+                ) from e
         if not np.isfinite(values).all():
             raise InputError(
                 f"{path}: the pixel data contains NaN or infinite values; fix or mask them before upscaling."
+            )
+        if values.size and float(np.abs(values).max()) > _FLOAT32_MAX:
+            raise InputError(
+                f"{path}: pixel values reach {float(np.abs(values).max()):.3g} after the Modality LUT "
+                "(RescaleSlope/Intercept), beyond 32-bit float range; the header is corrupt."
             )
         out[f] = values
     return out
@@ -433,8 +580,8 @@ def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tupl
     if rescale is not None:
         slope, intercept = rescale
     elif "ModalityLUTSequence" not in ds:
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        slope = _number(ds.get("RescaleSlope"), 1.0) or 1.0
+        intercept = _number(ds.get("RescaleIntercept"), 0.0) or 0.0
     _, source = _pixel_spacing(ds)
     ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     return build_meta(
@@ -480,7 +627,7 @@ def _read_single(path: Path, modality: str | None) -> tuple[np.ndarray, dict[str
 
 def _series_label(uid: str, files: list[Path], ds: Dataset) -> str:
     desc = str(ds.get("SeriesDescription", "") or "")
-    return f"{uid} ({len(files)} files{', ' + repr(desc) if desc else ''})"
+    return f"{_shown(uid)} ({len(files)} files{', ' + repr(_shown(desc)) if desc else ''})"
 
 
 def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -566,6 +713,7 @@ def dicom_files_in_folder(folder: Path) -> list[Path]:
     return out
 
 
+@quiet_pydicom()
 def read_dicom(paths: Sequence[Path], modality: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Read one DICOM file, a folder holding one series, or a list of files of one series.
 
@@ -720,7 +868,7 @@ def _drop_and_repair(ds: Dataset) -> None:
         ds.DeidentificationMethod = "not recorded in the source image"
 
 
-def _write_dataset(ds: Dataset, path: Path) -> None:
+def _write_dataset(ds: Dataset, path: Path, final: Path) -> None:
     fm = FileMetaDataset()
     fm.MediaStorageSOPClassUID = ds.SOPClassUID
     fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -730,12 +878,22 @@ def _write_dataset(ds: Dataset, path: Path) -> None:
     ds.file_meta = fm
     ds.preamble = b"\0" * 128
     try:
-        pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
-    except TypeError:  # pragma: no cover - pydicom 2.x
-        ds.is_little_endian, ds.is_implicit_VR = True, False
-        pydicom.dcmwrite(str(path), ds, write_like_original=False)
+        try:
+            pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+        except TypeError as e:  # pragma: no cover - pydicom 2.x has no enforce_file_format
+            if "enforce_file_format" not in str(e):
+                raise
+            ds.is_little_endian, ds.is_implicit_VR = True, False
+            pydicom.dcmwrite(str(path), ds, write_like_original=False)
+    except OSError:
+        raise
+    except Exception as e:  # a header value pydicom cannot encode
+        raise OutputError(
+            f"{final}: cannot encode the derived DICOM header ({_why(e)}); write NIfTI instead."
+        ) from e
 
 
+@quiet_pydicom()
 def write_dicom(img: Any, target: Path, final: Path) -> None:
     """Write ``img`` (channel-first MetaTensor) as a derived instance at ``target``.
 
@@ -756,7 +914,7 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
         raise OutputError(
             f"{final}: meta[{mk.DICOM_HEADER!r}] is not DICOM JSON ({_why(e)}); nothing was written."
         ) from e
-    if "SOPClassUID" not in hdr:
+    if not str(hdr.get("SOPClassUID", "") or "").strip():
         raise OutputError(f"{final}: the source header has no SOPClassUID; write NIfTI instead.")
     data = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
     if data.ndim not in (3, 4) or data.shape[0] != 1:
@@ -868,7 +1026,7 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
                 if old_loc_value is not None:
                     ds.SliceLocation = _ds_value(old_loc_value + float((positions[k] - old_ipp) @ normal))
             set_pixels(pixel_bytes(k, k + 1))
-            _write_dataset(ds, target / f"{k + 1:0{width}d}.dcm")
+            _write_dataset(ds, target / f"{k + 1:0{width}d}.dcm", final)
         return
     ds.SOPInstanceUID = generate_uid()
     if src is not None:
@@ -878,7 +1036,7 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
         if old_loc_value is not None:
             ds.SliceLocation = _ds_value(old_loc_value + float((positions[0] - old_ipp) @ normal))
     set_pixels(pixel_bytes(0, nz))
-    _write_dataset(ds, target)
+    _write_dataset(ds, target, final)
 
 
 def _update_functional_groups(ds: Dataset, *, hdr_positions: list[np.ndarray], iop: tuple[np.ndarray, np.ndarray],

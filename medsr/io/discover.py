@@ -11,7 +11,7 @@ import pydicom
 from medsr.errors import InputError
 from medsr.typing import PathLike
 
-from ._common import DICOM_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, full_suffix, has_dicom_magic
+from ._common import DICOM_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, full_suffix, has_dicom_magic, quiet_pydicom
 
 __all__ = ["InputItem", "discover_inputs", "is_candidate", "is_dicom_candidate"]
 
@@ -87,6 +87,7 @@ def _walk(root: Path) -> dict[Path, list[Path]]:
     return found
 
 
+@quiet_pydicom()
 def _series_key(path: Path) -> tuple[str, bool] | None:
     """(SeriesInstanceUID, groupable) from the header; None for a DICOMDIR-like non-image; raises on unreadable."""
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 from medsr import meta as mk
 from medsr.errors import InputError, OutputError
 
-from ._common import MAX_PIXELS, SOURCE_INFO, as_affine4, build_meta
+from ._common import MAX_PIXELS, SOURCE_INFO, as_affine4, build_meta, check_declared_size, full_suffix
 
 __all__ = ["CT_MIN_THRESHOLD", "read_nifti", "write_nifti"]
 
@@ -22,7 +23,25 @@ CT_MIN_THRESHOLD = -500.0
 
 def _why(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+    msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[0][:200]) if text else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _check_stored_size(path: Path, img: Any, declared: int, shape: tuple[int, ...]) -> None:
+    """The voxel data the header declares must fit in the file (nibabel allocates it before reading)."""
+    try:
+        size = os.path.getsize(path)
+        offset = int(img.header.get_data_offset())
+    except (OSError, TypeError, ValueError, OverflowError) as e:
+        raise InputError(f"{path}: unreadable NIfTI header ({_why(e)}); the file is corrupt.") from e
+    what = f"{'x'.join(str(s) for s in shape)} voxels"
+    if full_suffix(path) == ".nii.gz":
+        check_declared_size(path, declared, size, 1100, what)  # deflate expands at most 1032:1
+    elif offset + declared > size:
+        raise InputError(
+            f"{path}: the header declares {what} ({declared} bytes from offset {offset}) but the file holds "
+            f"{size} bytes; the file is truncated or corrupt (its header is wrong)."
+        )
 
 
 def read_nifti(path: Path, modality: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -51,17 +70,24 @@ def read_nifti(path: Path, modality: str | None = None) -> tuple[np.ndarray, dic
         )
     if len(shape) < 2 or any(s == 0 for s in shape):
         raise InputError(f"{path}: zero-size or 1D image of shape {shape}; the file is corrupt.")
-    if int(np.prod(shape)) > MAX_PIXELS:
-        raise InputError(f"{path}: {int(np.prod(shape))} voxels exceed medsr's limit of {MAX_PIXELS}; crop it first.")
+    n_voxels = int(np.prod(shape, dtype=object))
+    if n_voxels > MAX_PIXELS:
+        raise InputError(f"{path}: {n_voxels} voxels exceed medsr's limit of {MAX_PIXELS}; crop it first.")
     dtype = img.get_data_dtype()
     if dtype.fields is not None or dtype.kind not in "iuf":
         raise InputError(f"{path}: voxel type {dtype} (colour or complex) is not supported; medsr reads scalar images.")
+    _check_stored_size(path, img, n_voxels * dtype.itemsize, shape)
     try:
         data = img.get_fdata(dtype=np.float32).reshape(shape)
     except Exception as e:
         raise InputError(f"{path}: cannot read the voxel data ({_why(e)}); the file is truncated or corrupt.") from e
     if not np.isfinite(data).all():
         raise InputError(f"{path}: the volume contains NaN or infinite values; fix or mask them before upscaling.")
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise InputError(
+            f"{path}: the header's voxel-to-world transform (sform/qform, pixdim) is not finite; the header is corrupt."
+        )
     slope, intercept = img.header.get_slope_inter()
     scaled = slope is not None and (slope != 1 or (intercept or 0) != 0)
     sample = data.ravel()[:: max(1, data.size // 1_000_000)]
@@ -77,7 +103,7 @@ def read_nifti(path: Path, modality: str | None = None) -> tuple[np.ndarray, dic
         filename=path,
         fmt="nifti",
         modality=modality or guessed,
-        affine=np.asarray(img.affine, dtype=np.float64),
+        affine=affine,
         shape=shape,
         spacing_source="NIfTI",
         bits_stored=np.dtype(dtype).itemsize * 8,

@@ -12,6 +12,7 @@ a JPEG input is written back as 8-bit JPEG with quality :data:`JPEG_QUALITY`.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from medsr.errors import InputError, OutputError
 
-from ._common import MAX_PIXELS, SOURCE_INFO, build_meta
+from ._common import MAX_PIXELS, SOURCE_INFO, build_meta, check_declared_size
 
 __all__ = ["JPEG_QUALITY", "JPEG_GREY_TOLERANCE", "read_raster", "write_raster"]
 
@@ -37,7 +38,8 @@ _TIFF_DTYPES = ("uint8", "uint16", "int16", "float32")
 
 def _why(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+    msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[0][:200]) if text else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 def _colour_error(path: Path, what: str) -> InputError:
@@ -71,6 +73,9 @@ def _read_pil(path: Path, kind: str) -> np.ndarray:
                 raise InputError(f"{path}: zero-size image; the file is corrupt.")
             if w * h > MAX_PIXELS:
                 raise InputError(f"{path}: {w}x{h} pixels exceed medsr's limit of {MAX_PIXELS}; crop it first.")
+            samples = 1 if im.mode == "1" else len(im.getbands()) * (2 if ";16" in im.mode else 1)
+            check_declared_size(path, w * h * samples // (8 if im.mode == "1" else 1), os.path.getsize(path), 1100,
+                                f"{w}x{h} pixels")
             im.load()
             mode = im.mode
             if mode == "L":
@@ -115,8 +120,10 @@ def _read_tiff(path: Path) -> np.ndarray:
             if int(np.prod(shape)) == 0:
                 raise InputError(f"{path}: zero-size image; the file is corrupt.")
             samples = shape[-1] if len(shape) >= 3 and shape[-1] in (3, 4) else 1
-            if int(np.prod(shape)) // samples > MAX_PIXELS:
+            if int(np.prod(shape, dtype=object)) // samples > MAX_PIXELS:
                 raise InputError(f"{path}: {shape} exceeds medsr's limit of {MAX_PIXELS} pixels; crop it first.")
+            declared = int(np.prod(shape, dtype=object)) * np.dtype(series.dtype).itemsize
+            check_declared_size(path, declared, os.path.getsize(path), 5000, f"an image of shape {shape}")
             arr = np.asarray(series.asarray())
     except InputError:
         raise

@@ -1,0 +1,254 @@
+"""The ``medsr`` command line: help/version fast path, upscale and degrade on real files, bad inputs, resuming.
+
+Driven through typer's ``CliRunner`` (stderr separate) with the exit codes of
+:mod:`medsr.errors` asserted; a few run the installed console script in a subprocess.
+Bad inputs must give one ``medsr: error:`` line on stderr, no traceback, the documented
+exit code and no output file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from medsr import __version__
+from medsr.cli import app
+from medsr.errors import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE
+from medsr.io import load_image
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+MEDSR = Path(sys.executable).parent / "medsr"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+@pytest.fixture
+def sample() -> Path:
+    if not SAMPLE.is_dir():
+        pytest.skip("sample_data/ is missing (run sample_data/make_sample_data.py)")
+    return SAMPLE
+
+
+def run(*args: str | os.PathLike):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, code: int) -> str:
+    """The command failed with ``code``, one ``medsr: error:`` line on stderr and no traceback."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("medsr: error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return lines[0]
+
+
+def files_in(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+# --------------------------------------------------------------------------- version, help
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"medsr {__version__}"
+
+
+def test_help_lists_commands_and_exit_codes() -> None:
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("upscale", "degrade", "evaluate", "report"):
+        assert command in result.stdout
+    result = run("upscale", "--help")
+    assert result.exit_code == 0
+    for flag in ("--output", "--scale", "--model", "--continue", "--overwrite", "--trust-bundle"):
+        assert flag in result.stdout
+    assert "Exit codes" in result.stdout and "errors.csv" in result.stdout
+
+
+@pytest.mark.skipif(not MEDSR.is_file(), reason="the medsr console script is not installed in this environment")
+def test_console_script_version_and_help_are_fast_and_import_no_torch() -> None:
+    proc = subprocess.run([str(MEDSR), "--version"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"medsr {__version__}"
+    code = (
+        "import sys\nfrom medsr.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert proc.stdout.strip().endswith("NO-TORCH 0"), proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- upscale: formats and names
+
+
+@pytest.mark.parametrize(
+    "name, out_name, fmt",
+    [
+        ("mr_small.dcm", "mr_small_sr2x.dcm", "dicom"),
+        ("mr_anatomical.nii", "mr_anatomical_sr2x.nii", "nifti"),
+        ("cxr_hannover_006f3a8a.png", "cxr_hannover_006f3a8a_sr2x.png", "png"),
+    ],
+)
+def test_upscale_file_bicubic(sample: Path, tmp_path: Path, name: str, out_name: str, fmt: str) -> None:
+    src = tmp_path / name
+    shutil.copy(sample / name, src)
+    result = run("upscale", src, "-m", "bicubic", "-s", "2", "--no-progress")
+    assert result.exit_code == EXIT_OK, result.stderr
+    out = tmp_path / out_name
+    assert out.is_file()
+    img, up = load_image(src), load_image(out)
+    assert up.meta["medsr_format"] == fmt
+    assert up.shape[1] == 2 * img.shape[1] and up.shape[2] == 2 * img.shape[2]
+    assert up.shape[3:] == img.shape[3:]  # in-plane only
+
+
+def test_upscale_series_into_output_folder(sample: Path, tmp_path: Path) -> None:
+    series = sample / "ct_series_lung_dx_a0001"
+    result = run("upscale", series, "-o", tmp_path / "out", "-s", "2", "--no-progress")
+    assert result.exit_code == EXIT_OK, result.stderr
+    out = tmp_path / "out" / "ct_series_lung_dx_a0001_sr2x"
+    assert out.is_dir() and len(list(out.glob("*.dcm"))) == len(list(series.glob("*.dcm")))
+    up = load_image(out)
+    assert up.meta["medsr_format"] == "dicom_series" and tuple(up.shape) == (1, 1024, 1024, 8)
+
+
+def test_upscale_output_file_name_and_scale_4(sample: Path, tmp_path: Path) -> None:
+    result = run("upscale", sample / "mr_small.dcm", "-o", tmp_path / "x4.dcm", "-s", "4", "--no-progress")
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert tuple(load_image(tmp_path / "x4.dcm").shape) == (1, 256, 256)
+    assert files_in(tmp_path) == {"x4.dcm"}  # nothing else (no temporary file) is left
+
+
+# --------------------------------------------------------------------------- upscale: bad input, usage, output
+
+
+def _no_pixel_dicom(sample: Path, path: Path) -> Path:
+    ds = pydicom.dcmread(sample / "mr_small.dcm")
+    del ds.PixelData
+    ds.save_as(path)
+    return path
+
+
+def _bad_inputs(sample: Path, folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = folder / "notes.dcm"
+    text.write_text("this is a text file named like a DICOM\n")
+    png = (sample / "cxr_hannover_006f3a8a.png").read_bytes()
+    truncated = folder / "cut.png"
+    truncated.write_bytes(png[: len(png) // 3])
+    return {"text": text, "no_pixels": _no_pixel_dicom(sample, folder / "nopix.dcm"), "truncated": truncated}
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("text", "not a DICOM file"),
+    ("no_pixels", "no pixel data"),
+    ("truncated", "truncated or corrupt"),
+])
+def test_upscale_bad_input_one_line_exit_3_no_output(sample: Path, tmp_path: Path, kind: str, message: str) -> None:
+    src = _bad_inputs(sample, tmp_path / "in")[kind]
+    before = files_in(tmp_path)
+    line = assert_one_line_error(run("upscale", src, "--no-progress"), EXIT_INPUT)
+    assert message in line and src.name in line
+    assert files_in(tmp_path) == before
+
+
+def test_upscale_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images here")
+    line = assert_one_line_error(run("upscale", tmp_path / "empty", "--no-progress"), EXIT_INPUT)
+    assert "contains no images" in line
+
+
+def test_upscale_missing_input_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("upscale", tmp_path / "nope.dcm")
+    assert result.exit_code == EXIT_USAGE and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-m", "no_such_model"], "unknown model"),
+    (["-s", "3"], "`--scale` must be 2 or 4, got 3"),
+])
+def test_upscale_usage_errors(sample: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    src = tmp_path / "mr.dcm"
+    shutil.copy(sample / "mr_small.dcm", src)
+    line = assert_one_line_error(run("upscale", src, *args, "--no-progress"), EXIT_USAGE)
+    assert message in line
+    assert files_in(tmp_path) == {"mr.dcm"}
+
+
+def test_upscale_existing_output_continue_overwrite(sample: Path, tmp_path: Path) -> None:
+    src = tmp_path / "mr.dcm"
+    shutil.copy(sample / "mr_small.dcm", src)
+    out = tmp_path / "mr_sr2x.dcm"
+    assert run("upscale", src, "--no-progress").exit_code == EXIT_OK
+    stamp = out.stat().st_mtime_ns
+    line = assert_one_line_error(run("upscale", src, "--no-progress"), EXIT_OUTPUT)
+    assert "--overwrite" in line and "--continue" in line
+    result = run("upscale", src, "--continue", "--no-progress")
+    assert result.exit_code == EXIT_OK and "0 written, 1 already done" in result.stderr
+    assert out.stat().st_mtime_ns == stamp  # not redone
+    result = run("upscale", src, "--overwrite", "--no-progress")
+    assert result.exit_code == EXIT_OK and "1 written" in result.stderr
+    assert files_in(tmp_path) == {"mr.dcm", "mr_sr2x.dcm"}
+
+
+def test_upscale_output_equal_to_input_is_refused(sample: Path, tmp_path: Path) -> None:
+    src = tmp_path / "mr.dcm"
+    shutil.copy(sample / "mr_small.dcm", src)
+    data = src.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        line = assert_one_line_error(run("upscale", src, "-o", src, *extra, "--no-progress"), EXIT_OUTPUT)
+        assert "is an input" in line
+    assert src.read_bytes() == data
+
+
+@pytest.mark.skipif(not MEDSR.is_file(), reason="the medsr console script is not installed in this environment")
+def test_console_script_bad_input_and_ok(sample: Path, tmp_path: Path) -> None:
+    """The real process: exit codes, one stderr line, no traceback."""
+    bad = _bad_inputs(sample, tmp_path / "in")["text"]
+    proc = subprocess.run([str(MEDSR), "upscale", str(bad), "--no-progress"], capture_output=True, text=True,
+                          env=ENV, timeout=120)
+    assert proc.returncode == EXIT_INPUT
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [line for line in proc.stderr.splitlines()
+                                                                            if line.startswith("medsr: error:")]
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run([str(MEDSR), "upscale", str(sample / "mr_small.dcm"), "-o", str(tmp_path / "o.dcm"),
+                           "--no-progress", "-q"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == EXIT_OK and proc.stderr.strip() == "" and (tmp_path / "o.dcm").is_file()
+
+
+# --------------------------------------------------------------------------- degrade
+
+
+def test_degrade_halves_and_is_seeded(sample: Path, tmp_path: Path) -> None:
+    src = sample / "ct_small.dcm"
+    outs = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        out = tmp_path / f"{name}.dcm"
+        result = run("degrade", src, "-o", out, "-s", "2", "--seed", str(seed), "--degradation", "modality", "--no-progress")
+        assert result.exit_code == EXIT_OK, result.stderr
+        outs[name] = load_image(out)
+    img = load_image(src)
+    assert tuple(outs["a"].shape) == (1, img.shape[1] // 2, img.shape[2] // 2)
+    assert torch.equal(outs["a"].as_tensor(), outs["b"].as_tensor())  # same seed, same output
+    assert not torch.equal(outs["a"].as_tensor(), outs["c"].as_tensor())  # the noise depends on the seed
+    np.testing.assert_allclose(outs["a"].meta["spacing"], np.asarray(img.meta["spacing"]) * 2, rtol=1e-6)
+
+
+def test_degrade_default_name_and_bad_option(sample: Path, tmp_path: Path) -> None:
+    src = tmp_path / "mr.nii"
+    shutil.copy(sample / "mr_anatomical.nii", src)
+    assert run("degrade", src, "--no-progress").exit_code == EXIT_OK
+    assert (tmp_path / "mr_lr2x.nii").is_file()
+    line = assert_one_line_error(run("degrade", src, "--modality", "pet", "--no-progress"), EXIT_USAGE)
+    assert "--modality" in line
