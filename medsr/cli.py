@@ -67,6 +67,11 @@ def _finish(result: Any, quiet: bool) -> None:
     raise typer.Exit(result.exit_code)
 
 
+def _bundle_log(quiet: bool, trust_bundle: bool) -> Any:
+    """Where to say which bundle config runs: stderr, and even under -q for a trusted third-party bundle."""
+    return None if quiet and not trust_bundle else (lambda m: typer.echo(m, err=True))
+
+
 def _check_scale(scale: int) -> None:
     if scale not in (2, 4):
         raise UsageError(f"`--scale` must be 2 or 4, got {scale}.")
@@ -126,9 +131,9 @@ def upscale(
         _quick_start(model)
         from medsr.inference import describe, load_upscaler, upscale_path
 
-        log = None if quiet else (lambda m: typer.echo(m, err=True))
         upscaler = load_upscaler(
-            model, scale, device=device, tile=tile, batch_size=batch_size, precision=precision, trust_bundle=trust_bundle, log=log
+            model, scale, device=device, tile=tile, batch_size=batch_size, precision=precision, trust_bundle=trust_bundle,
+            log=_bundle_log(quiet, trust_bundle),
         )
         if verbose:
             typer.echo(describe(upscaler), err=True)
@@ -219,6 +224,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the degradations and the bootstrap."),
     device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
     show_ids: bool = typer.Option(False, "--show-ids", help="Show file names / patient identifiers in the outputs."),
+    trust_bundle: bool = typer.Option(False, "--trust-bundle", help="Allow a bundle folder that medsr does not ship (its config can run code)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Tracebacks for unexpected errors."),
@@ -237,6 +243,7 @@ def evaluate(
         report = run_evaluation(
             data, output, scales=tuple(scales), models=tuple(names), modality=modality, degradation=degradation,
             save_images=save_images, seed=seed, show_ids=show_ids, progress=not no_progress and not quiet, device=device,
+            trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle),
         )
     except MedsrError as err:
         raise _fail(err, verbose) from None

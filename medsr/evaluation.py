@@ -828,6 +828,8 @@ def run_evaluation(
     confidence: float = 0.95,
     report: bool = True,
     upscaler_factory: Callable[[str, int], Any] | None = None,
+    trust_bundle: bool = False,
+    log: Callable[[str], Any] | None = None,
 ) -> Path:
     """Evaluate ``models`` against bicubic on the HR images in ``data``; write results to ``outdir``.
 
@@ -850,6 +852,8 @@ def run_evaluation(
         report: also build ``report.html`` and ``report.pdf`` (:func:`medsr.report.build_report`).
         upscaler_factory: ``(model, scale) -> Upscaler``; default
             :func:`medsr.inference.load_upscaler` on ``device`` (tests inject fakes).
+        trust_bundle, log: passed to :func:`medsr.inference.load_upscaler` (bundles
+            that medsr does not ship need ``trust_bundle``; ``log`` hears which config runs).
 
     Returns:
         ``outdir/report.html`` when ``report`` is true, else ``outdir/summary.json``.
@@ -875,7 +879,7 @@ def run_evaluation(
         from medsr.inference import load_upscaler
 
         def upscaler_factory(model: str, scale: int) -> Any:
-            return load_upscaler(model, scale, device=device)
+            return load_upscaler(model, scale, device=device, trust_bundle=trust_bundle, log=log)
 
     names = list(dict.fromkeys([REFERENCE, *[str(m).strip() for m in models if str(m).strip()]]))
     upscalers: dict[tuple[str, int], Any] = {}
@@ -935,7 +939,9 @@ def run_evaluation(
                 rows.extend(case_rows)
             except (MedsrError, OSError, ValueError, RuntimeError, MemoryError) as err:
                 reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                bar.console.print(f"medsr: skipped {case.path if show_ids else cid}: {reason}", markup=False, highlight=False)
+                if not show_ids:  # file names can carry patient names or IDs
+                    reason = reason.replace(str(case.path), cid)
+                bar.console.print(f"medsr: skipped {shown}: {reason}", markup=False, highlight=False)
                 errors.append((shown, reason))
                 bar.advance(task, len(scales) - advanced)
 

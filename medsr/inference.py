@@ -292,10 +292,29 @@ def tile_windows(size: int, tile: int, halo: int) -> list[tuple[int, int, int, i
     return out
 
 
-def _even_tile(size: int, core: int) -> int:
-    """The tile edge that splits ``size`` into the fewest equal parts of at most ``core``."""
-    parts = max(1, math.ceil(size / max(1, core)))
-    return math.ceil(size / parts)
+def _least_work_tiles(spatial: Sequence[int], halo: int, max_px: float, min_tile: int = 16) -> tuple[int, ...]:
+    """Per-axis tile edges whose windows fit ``max_px`` and recompute the fewest halo pixels.
+
+    Each axis is split into equal parts; among the splits whose window
+    (``tile + 2 * halo`` per axis, at most the image) fits, the one with the least
+    total window area wins (ties: fewer tiles). On a 1024 x 1024 image that does not
+    fit whole, two 1024 x 512 strips (1.08x the pixels) beat four 512 x 512 squares (1.16x).
+    """
+    def splits(size: int) -> list[tuple[int, int, int]]:  # (tile, parts, window) per distinct tile edge
+        seen, out = set(), []
+        for parts in range(1, max(1, size // min_tile) + 1):
+            tile = math.ceil(size / parts)
+            if tile not in seen:
+                seen.add(tile)
+                out.append((tile, math.ceil(size / tile), min(size, tile + 2 * halo)))
+        return out
+
+    def cost(combo: tuple[tuple[int, int, int], ...]) -> tuple[bool, int, int]:
+        window, parts = math.prod(w for _, _, w in combo), math.prod(p for _, p, _ in combo)
+        return (window > max_px, parts * window if window <= max_px else window, parts)  # else: the smallest
+
+    best = min(_product([splits(int(n)) for n in spatial]), key=cost)
+    return tuple(t for t, _, _ in best)
 
 
 def _blend_tile(size: int, core: int, overlap: float) -> int:
@@ -717,13 +736,11 @@ class NetworkUpscaler:
             tiles = tuple(min(self.tile, s) for s in spatial)
         elif math.prod(spatial) <= max_px:
             tiles = spatial
+        elif self.blend:
+            core = max(16, int(max_px ** (1 / len(spatial))) - 2 * self.halo)
+            tiles = tuple(_blend_tile(s, core, self.overlap) for s in spatial)
         else:
-            edge = int(max_px ** (1 / len(spatial)))
-            core = max(16, edge - 2 * self.halo)
-            if self.blend:
-                tiles = tuple(_blend_tile(s, core, self.overlap) for s in spatial)
-            else:
-                tiles = tuple(_even_tile(s, core) for s in spatial)
+            tiles = _least_work_tiles(spatial, self.halo, max_px)
         window = math.prod(min(s, t + 2 * self.halo) for s, t in zip(spatial, tiles))
         batch = self.batch_size or max(1, min(64, int(max_px // window)))
         return tiles, batch
@@ -969,7 +986,8 @@ def load_upscaler(
             "read configs/inference.json, then pass --trust-bundle."
         )
     if log is not None:
-        log(f"loading bundle {info.name}: {info.inference_config}")
+        origin = "shipped bundle" if info.shipped else "third-party bundle (trusted with --trust-bundle), executing"
+        log(f"medsr: loading {origin} {info.name}: {info.inference_config}")
     net, extras = _parse_bundle(info, scale)
     load_weights(net, info.weights(scale), name=info.name)
     return NetworkUpscaler(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -341,6 +342,18 @@ def test_run_evaluation_errors(dataset: Path, tmp_path: Path) -> None:
     (bad / "x.png").write_bytes(b"broken")
     with pytest.raises(InputError, match="could be evaluated"):
         ev.run_evaluation(bad, tmp_path / "o2", progress=False, upscaler_factory=fake_factory)
+
+
+def test_skipped_files_are_anonymous_without_show_ids(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "archive"
+    shutil.copytree(dataset, data)
+    (data / "DOE^JOHN_12345.png").write_bytes(b"broken")  # a file name carrying a patient name and ID
+    ev.run_evaluation(data, tmp_path / "o", progress=True, report=False, upscaler_factory=fake_factory)
+    (err,) = _read_csv(tmp_path / "o" / "errors.csv")
+    shown = capsys.readouterr().err
+    assert err["path"].startswith("case-") and "skipped case-" in shown
+    for text in (err["path"], err["reason"], shown, (tmp_path / "o" / "metrics.csv").read_text()):
+        assert "DOE" not in text and "12345" not in text
 
 
 def test_model_with_wrong_output_shape_is_reported(dataset: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -154,10 +155,17 @@ def test_memory_plan_splits_evenly_and_fills_batches():
     up = NetworkUpscaler(net, 2, halo=8, memory_budget=40_000 * 1536)
     max_px = up.memory_budget / up.bytes_per_px
     tiles, batch = up.plan((1000, 600))
+    assert tiles != (1000, 600)
     for t, size in zip(tiles, (1000, 600)):
         parts = -(-size // t)
-        assert t < size and parts * t - size < parts  # equal parts, the last one barely shorter
-    assert (tiles[0] + 16) * (tiles[1] + 16) * batch <= max_px  # windows x batch fit the budget
+        assert t <= size and parts * t - size < parts  # equal parts, the last one barely shorter
+    windows = [min(size, t + 16) for t, size in zip(tiles, (1000, 600))]
+    assert windows[0] * windows[1] * batch <= max_px  # windows x batch fit the budget
+    # less halo recomputation than the square tiles of the same budget
+    square = max(16, int(max_px**0.5) - 16)
+    square_tiles = [-(-size // -(-size // square)) for size in (1000, 600)]
+    work = math.prod(-(-n // t) * min(n, t + 16) for n, t in zip((1000, 600), tiles))
+    assert work <= math.prod(-(-n // t) * min(n, t + 16) for n, t in zip((1000, 600), square_tiles))
     small, small_batch = up.plan((40, 30))
     assert small == (40, 30) and small_batch > 1  # small images run whole, several slices per pass
 

@@ -448,6 +448,8 @@ def test_bundle_outside_the_shipped_ones_needs_trust(sample: Path, tmp_path: Pat
     result = run("upscale", src, "-m", bundle, "--trust-bundle", "--no-progress")
     assert result.exit_code == EXIT_OK, result.stderr
     assert str(bundle / "configs" / "inference.json") in result.stderr  # says which config it executes
+    result = run("upscale", src, "-m", bundle, "--trust-bundle", "-q", "--overwrite")
+    assert result.exit_code == EXIT_OK and str(bundle / "configs" / "inference.json") in result.stderr  # even quiet
 
 
 def test_shipped_and_bundle_weights_are_weights_only() -> None:

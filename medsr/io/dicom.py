@@ -444,11 +444,16 @@ def _check_rescale(ds: Dataset, path: Path) -> None:
                 )
 
 
+_STORED_CHUNK = 1 << 20
+"""Pixels mapped between stored and physical values at a time (bounds float64 temporaries to ~8 MB each)."""
+
+
 def _decode(ds: Dataset, path: Path) -> np.ndarray:
     """Physical values, shape (frames, rows, cols), float32: MONOCHROME1 inverted, Modality LUT applied.
 
-    Frame by frame (float64 arithmetic per frame), and the file's pixel data is released
-    afterwards, so a series or a long multi-frame costs little more than its float32 result.
+    A few rows at a time (float64 arithmetic on ~8 MB blocks), and the file's pixel data is
+    released afterwards, so a radiograph, a series or a long multi-frame costs little more
+    than its float32 result.
     """
     rows, cols, frames = int(ds.Rows), int(ds.Columns), _nframes(ds)
     try:
@@ -473,8 +478,9 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
     lo, hi = _stored_range(ds)
     enhanced_rescale = not is_float and _rescale(ds, 0) is not None
     out = np.empty(arr.shape, dtype=np.float32)
-    for f in range(frames):
-        frame = arr[f]
+    step = max(1, _STORED_CHUNK // max(1, cols))  # float64 temporaries of a few rows, not of a whole radiograph
+    for f, a in ((f, a) for f in range(frames) for a in range(0, rows, step)):
+        frame = arr[f, a : a + step]
         if monochrome1:
             frame = -frame.astype(np.float64) if is_float else (lo + hi) - frame.astype(np.int64)
         if is_float:
@@ -498,7 +504,7 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
                 f"{path}: pixel values reach {float(np.abs(values).max()):.3g} after the Modality LUT "
                 "(RescaleSlope/Intercept), beyond 32-bit float range; the header is corrupt."
             )
-        out[f] = values
+        out[f, a : a + step] = values
     return out
 
 
@@ -1007,8 +1013,13 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
         ds.NumberOfFrames = 1
 
     def pixel_bytes(k0: int, k1: int) -> bytes:
-        frames = [enc.to_stored(values[:, :, k].T, per_frame_rescale[k]) for k in range(k0, k1)]
-        raw = np.ascontiguousarray(np.stack(frames)).tobytes()
+        stored = np.empty((k1 - k0, ny, nx), dtype=enc.dtype)
+        rows = max(1, _STORED_CHUNK // max(1, nx))  # float64 temporaries of a few rows, not of the whole image
+        for k in range(k0, k1):
+            for a in range(0, ny, rows):
+                stored[k - k0, a : a + rows] = enc.to_stored(values[:, a : a + rows, k].T, per_frame_rescale[k])
+        raw = stored.tobytes()
+        del stored
         return raw + b"\0" if len(raw) % 2 else raw
 
     def set_pixels(raw: bytes) -> None:
