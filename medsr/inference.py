@@ -88,8 +88,13 @@ MAX_HALO = 32
 
 CPU_MEMORY_BUDGET = 7 << 28
 """Bytes (1.75 GiB) that one image's upscale may use on CPU beyond the process's baseline: the network's
-activations get what the output image (three float32 copies at most) leaves, and never more than 1/8
-of the available RAM (at least ``MIN_BUDGET``)."""
+activations get what ``OUTPUT_COPIES`` float32 outputs leave, and never more than 1/8 of the available
+RAM (at least ``MIN_BUDGET``)."""
+
+OUTPUT_COPIES = 5
+"""Output-image-sized float32 buffers reserved beside the activations: the output itself, the input and its
+normalised copy, the writer's stored values and bytes, and the allocator's slack. Measured on a 4096 x 4096
+x2 radiograph (docs/performance.md): with 3 the tiles got 1 GB and the process peaked at 2.3 GB."""
 
 MIN_BUDGET = 256 << 20
 """Smallest activation budget (bytes) tiles are planned for."""
@@ -649,7 +654,7 @@ class NetworkUpscaler:
         overlap: overlap of neighbouring tiles' kept parts, as a fraction of the tile, when
             blending. Defaults to 0.25.
         memory_budget: bytes of activations one forward pass may use; ``None``: on CPU
-            ``min(available RAM / 8, 1.75 GiB - 3 x the float32 output)`` (a 1024 x 1024 x2
+            ``min(available RAM / 8, 1.75 GiB - 5 x the float32 output)`` (a 1024 x 1024 x2
             image runs whole, a 4096 x 4096 one in tiles within 2 GB), on CUDA a quarter of
             the free GPU memory.
 
@@ -864,11 +869,26 @@ def _memory_budget(device: torch.device, out_bytes: int = 0) -> int:
     if device.type == "cuda":  # the output image stays on the CPU
         free, _total = torch.cuda.mem_get_info(device)
         return int(free // 4)
+    return int(max(MIN_BUDGET, min(CPU_MEMORY_BUDGET - OUTPUT_COPIES * out_bytes, _available_ram() // 8)))
+
+
+def _available_ram() -> int:
+    """RAM that can be allocated without swapping: Linux's MemAvailable (free + reclaimable page cache).
+
+    Free pages alone (``SC_AVPHYS_PAGES``) shrink as the page cache fills with the
+    files just read, which made the tile plan depend on what ran before.
+    """
     try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
-        avail = 4 << 30
-    return int(max(MIN_BUDGET, min(CPU_MEMORY_BUDGET - 3 * out_bytes, avail // 8)))
+        return 4 << 30
 
 
 def _product(per_axis: list[list[Any]]) -> Iterator[tuple[Any, ...]]:
