@@ -1006,8 +1006,10 @@ def load_upscaler(
             "read configs/inference.json, then pass --trust-bundle."
         )
     if log is not None:
-        origin = "shipped bundle" if info.shipped else "third-party bundle (trusted with --trust-bundle), executing"
-        log(f"medsr: loading {origin} {info.name}: {info.inference_config}")
+        if info.shipped:
+            log(f"medsr: loading shipped bundle {info.name}: {info.inference_config}")
+        else:
+            log(f"medsr: executing the config of third-party bundle {info.name} (--trust-bundle): {info.inference_config}")
     net, extras = _parse_bundle(info, scale)
     load_weights(net, info.weights(scale), name=info.name)
     return NetworkUpscaler(
