@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from medsr.cli import app
+from medsr.cli import run
 
-app(prog_name="medsr")
+run()

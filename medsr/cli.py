@@ -8,6 +8,7 @@ one line to stderr and exit with the codes documented in :mod:`medsr.errors`;
 
 from __future__ import annotations
 
+import sys
 import traceback
 import warnings
 from pathlib import Path
@@ -18,7 +19,7 @@ import typer
 from medsr import __version__
 from medsr.errors import EXIT_INPUT, EXIT_PARTIAL, MedsrError, UsageError
 
-__all__ = ["app"]
+__all__ = ["app", "run"]
 
 app = typer.Typer(
     name="medsr",
@@ -30,6 +31,26 @@ app = typer.Typer(
 
 MODEL_HELP = "bicubic, lanczos, a shipped bundle (edsr_m, srcnn_srgan_hybrid, attention_residual) or a bundle folder."
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 some inputs failed (errors.csv), 2 usage error, 3 no input could be read, 4 output error."
+
+
+def run(argv: list[str] | None = None) -> None:
+    """The ``medsr`` console script: :data:`app` with ``evaluate -s 2 4`` read as ``-s 2 -s 4``."""
+    app(args=_expand_scale_lists(sys.argv[1:] if argv is None else argv), prog_name="medsr")
+
+
+def _expand_scale_lists(args: list[str]) -> list[str]:
+    """``evaluate ... -s 2 4`` -> ``-s 2 -s 4``: numbers right after a scale option's value are more scales."""
+    if "evaluate" not in args:
+        return list(args)
+    out: list[str] = []
+    in_scales = False  # the previous token was a scale value
+    for i, a in enumerate(args):
+        if in_scales and a.isdigit():
+            out += ["-s", a]
+            continue
+        in_scales = a.isdigit() and i > 0 and args[i - 1] in ("-s", "--scale")
+        out.append(a)
+    return out
 
 
 def _version_callback(value: bool) -> None:
@@ -216,7 +237,7 @@ def degrade_image(img: Any, scale: int, degradation: str, seed: int) -> Any:
 def evaluate(
     data: Path = typer.Argument(..., exists=True, help="A folder (class sub-folders become the class), a datalist JSON/CSV, or a DICOM series."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder for metrics.csv, summary.json/csv, report.html/pdf."),
-    scales: list[int] = typer.Option([2], "-s", "--scale", help="Scales to evaluate; repeat or list: -s 2 -s 4."),
+    scales: list[int] = typer.Option([2], "-s", "--scale", help="Scales to evaluate: -s 2 4 or -s 2 -s 4."),
     models: str = typer.Option("bicubic", "-m", "--models", help="Comma-separated models; bicubic is always included. " + MODEL_HELP),
     modality: str = typer.Option("auto", "--modality", help="auto, xray, ct or mr."),
     degradation: str = typer.Option("bicubic", "--degradation", help="bicubic (classic protocol) or modality (physics simulators)."),

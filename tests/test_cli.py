@@ -8,6 +8,7 @@ exit code and no output file.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,7 +22,8 @@ import torch
 from typer.testing import CliRunner
 
 from medsr import __version__
-from medsr.cli import app
+from medsr.cli import _expand_scale_lists, app
+from medsr.cli import run as console_script
 from medsr.errors import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE
 from medsr.io import load_image
 
@@ -225,6 +227,19 @@ def test_console_script_bad_input_and_ok(sample: Path, tmp_path: Path) -> None:
     proc = subprocess.run([str(MEDSR), "upscale", str(sample / "mr_small.dcm"), "-o", str(tmp_path / "o.dcm"),
                            "--no-progress", "-q"], capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == EXIT_OK and proc.stderr.strip() == "" and (tmp_path / "o.dcm").is_file()
+
+
+def test_evaluate_scale_list_as_in_the_docs(sample: Path, tmp_path: Path) -> None:
+    """``medsr evaluate ... -s 2 4`` (the issue's and the Makefile's spelling) means ``-s 2 -s 4``."""
+    assert _expand_scale_lists(["evaluate", "d", "-s", "2", "4", "-m", "x"]) == ["evaluate", "d", "-s", "2", "-s", "4", "-m", "x"]
+    assert _expand_scale_lists(["evaluate", "-s", "2", "4", "d"]) == ["evaluate", "-s", "2", "-s", "4", "d"]
+    assert _expand_scale_lists(["upscale", "-s", "2", "4"]) == ["upscale", "-s", "2", "4"]  # upscale takes one scale
+    try:
+        console_script(["evaluate", str(sample / "ct_small.dcm"), "-o", str(tmp_path / "ev"), "-s", "2", "4", "--no-progress", "-q"])
+    except SystemExit as exit_:
+        assert exit_.code in (None, EXIT_OK)
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert {g["scale"] for g in summary["groups"]} == {2, 4}
 
 
 # --------------------------------------------------------------------------- degrade
