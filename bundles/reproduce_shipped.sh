@@ -16,6 +16,8 @@ $T edsr_m 4 12 --epoch_length 60 --patch_size 128
 $T edsr_m 2 10 --pretrained "$here/edsr_m/models/model.pt" --learning_rate 0.0002
 $T edsr_m 2 10 --pretrained "$here/edsr_m/models/model.pt" "${FT[@]}"
 $T edsr_m 4 8 --epoch_length 60 --patch_size 128 --pretrained "$here/edsr_m/models/model_x4.pt" "${FT[@]}"
+$T edsr_m 2 30 --pretrained "$here/edsr_m/models/model.pt" "${FT[@]}"
+$T edsr_m 4 15 --epoch_length 60 --patch_size 128 --pretrained "$here/edsr_m/models/model_x4.pt" "${FT[@]}"
 
 $T attention_residual 2 15 --epoch_length 60
 $T attention_residual 4 8 --epoch_length 60 --patch_size 128
