@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from medsr.inference import (
     upscale_image,
     upscale_path,
 )
-from medsr.inference import _axis_tiles
+from medsr.inference import _axis_tiles, _fold_shuffle_into_tail, _sub_pixel_tail
 from medsr.networks.attention import AttentionResidualGenerator
 from medsr.networks.edsr import EDSR
 from medsr.networks.srgan import SRResNet
@@ -168,6 +169,36 @@ def test_memory_plan_splits_evenly_and_fills_batches():
     assert work <= math.prod(-(-n // t) * min(n, t + 16) for n, t in zip((1000, 600), square_tiles))
     small, small_batch = up.plan((40, 30))
     assert small == (40, 30) and small_batch > 1  # small images run whole, several slices per pass
+
+
+@pytest.mark.parametrize("r, k", [(2, 3), (3, 3), (4, 3), (2, 5), (2, 1)])
+def test_sub_pixel_tail_equals_conv_after_pixel_shuffle(r: int, k: int):
+    torch.manual_seed(r * 10 + k)
+    conv = torch.nn.Conv2d(6, 2, k, padding=k // 2)
+    u = torch.randn(2, 6 * r * r, 9, 7)
+    with torch.no_grad():
+        hr = conv(torch.nn.functional.pixel_shuffle(u, r))
+        lr = torch.nn.functional.pixel_shuffle(_sub_pixel_tail(conv, r)(u), r)
+    assert lr.shape == hr.shape and (lr - hr).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "net",
+    [EDSR(scale_factor=2, num_features=8, num_blocks=1), EDSR(scale_factor=4, num_features=8, num_blocks=1),
+     AttentionResidualGenerator(scale_factor=2, num_features=8, num_groups=1, num_blocks=1, reduction=2)],
+)
+def test_pixel_shuffle_moved_after_the_tail_exactly(net: torch.nn.Module):
+    net = net.eval()
+    folded = _fold_shuffle_into_tail(copy.deepcopy(net))
+    assert isinstance(folded.tail[-1], torch.nn.PixelShuffle)
+    assert sum(isinstance(m, torch.nn.PixelShuffle) for m in folded.modules()) == sum(
+        isinstance(m, torch.nn.PixelShuffle) for m in net.modules()
+    )
+    x = torch.rand(1, 1, 19, 23)
+    with torch.no_grad():
+        assert (folded(x) - net(x)).abs().max() <= 1e-5
+    hybrid_like = SRResNet(scale_factor=2, num_features=8, num_blocks=1)  # PReLU after the shuffle: left alone
+    assert type(_fold_shuffle_into_tail(copy.deepcopy(hybrid_like)).tail) is torch.nn.Conv2d
 
 
 def test_prepare_network_folds_batch_norm_and_residual_scale_exactly():
