@@ -21,7 +21,10 @@ from typing import Any
 
 from medsr.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, InputError, MedsrError, OutputError
 
-__all__ = ["RASTER_SUFFIXES", "FILE_SUFFIXES", "output_name", "plan_outputs", "discover", "BatchResult", "run_batch"]
+__all__ = [
+    "RASTER_SUFFIXES", "FILE_SUFFIXES", "output_name", "plan_outputs", "errors_folder", "discover", "BatchResult",
+    "run_batch",
+]
 
 RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 FILE_SUFFIXES = (".dcm", ".dicom", ".ima", ".nii", ".nii.gz") + RASTER_SUFFIXES
@@ -202,11 +205,15 @@ def run_batch(
     return result
 
 
+def errors_folder(outputs: list[Path]) -> Path:
+    """Where a batch's ``errors.csv`` goes: the deepest folder holding every output."""
+    return outputs[0].parent if len(outputs) == 1 else Path(os.path.commonpath([str(o.parent) for o in outputs]))
+
+
 def _write_errors(outputs: list[Path], failed: list[tuple[str, str]], target: Path | None = None) -> Path:
     from medsr.io import atomic_path
 
-    folder = outputs[0].parent if len(outputs) == 1 else Path(os.path.commonpath([str(o.parent) for o in outputs]))
-    target = target or folder / "errors.csv"
+    target = target or errors_folder(outputs) / "errors.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)

@@ -601,8 +601,9 @@ def _sub_pixel_tail(conv: nn.Conv2d, r: int) -> nn.Conv2d:
     return lr.to(w.device, w.dtype)
 
 
-def _fold_shuffle_into_tail(net: nn.Module) -> nn.Module:
-    """Move the last pixel shuffle of ``upsample -> tail`` networks (EDSR, attention generator) after the tail.
+def _fold_shuffle_into_tail(net: nn.Module) -> int:
+    """Move the last pixel shuffle of ``upsample -> tail`` networks (EDSR, attention generator) after the tail,
+    in place; returns how many were moved.
 
     The tail becomes :func:`_sub_pixel_tail`'s LR convolution: the 128-channel
     pixel shuffle of EDSR-M x2 (a 512 MB copy on a 1024 x 1024 input, ~15 % of the
@@ -610,6 +611,7 @@ def _fold_shuffle_into_tail(net: nn.Module) -> nn.Module:
     """
     from medsr.networks.blocks import Upsampler
 
+    folds = 0
     for module in list(net.modules()):
         up, tail = getattr(module, "upsample", None), getattr(module, "tail", None)
         if not (isinstance(up, Upsampler) and type(tail) is nn.Conv2d and isinstance(up.body[-1], nn.PixelShuffle)):
@@ -621,7 +623,8 @@ def _fold_shuffle_into_tail(net: nn.Module) -> nn.Module:
         r = up.body[-1].upscale_factor
         up.body[-1] = nn.Identity()
         module.tail = nn.Sequential(_sub_pixel_tail(tail, r), nn.PixelShuffle(r))
-    return net
+        folds += 1
+    return folds
 
 
 @torch.inference_mode()
@@ -672,8 +675,8 @@ def prepare_network(
             if module.res_scale != 1.0 and isinstance(module.norm2, nn.Identity):
                 module.fold_residual_scale()
     if spatial_dims == 2:
-        folded = _fold_shuffle_into_tail(copy.deepcopy(net))
-        if _same_outputs(net, folded, _in_channels(net), spatial_dims):
+        folded = copy.deepcopy(net)
+        if _fold_shuffle_into_tail(folded) and _same_outputs(net, folded, _in_channels(net), spatial_dims):
             net = folded
     dev = _resolve_device(device)
     net = net.to(dev)
@@ -1172,14 +1175,16 @@ def upscale_image(img: Any, upscaler: Upscaler, *, ct_window: tuple[float, float
     physical units exactly, and returns a ``MetaTensor`` whose affine, spacing
     and derivation text describe the new image, ready for ``medsr.io.save_image``.
     """
-    from monai.data import MetaTensor
-
     norm = _normalise(img, ct_window)
     del img  # the caller's reference may be the last one
-    up = upscaler(norm.as_tensor() if isinstance(norm, MetaTensor) else norm)
-    out = _derived(norm, up, upscaler)
-    del norm, up
+    out = _upscale_normalised(norm, upscaler)
+    del norm  # the input's memory is free before the output is mapped back
     return _to_physical(out)
+
+
+def _upscale_normalised(norm: Any, upscaler: Upscaler) -> Any:
+    """A normalised image upscaled, as a MetaTensor with the new geometry (still normalised)."""
+    return _derived(norm, upscaler(norm.as_tensor() if hasattr(norm, "as_tensor") else norm), upscaler)
 
 
 class _LoadSet(torch.utils.data.Dataset):
@@ -1266,7 +1271,7 @@ def upscale_path(
     (no process group or barrier is needed, so one slow or failing rank never
     blocks the others).
     """
-    from medsr.batch import discover, plan_outputs, run_batch
+    from medsr.batch import discover, errors_folder, plan_outputs, run_batch
     from medsr.io import load_image, save_image
 
     input = Path(input)
@@ -1276,8 +1281,7 @@ def upscale_path(
     rank, world = distributed_rank()
     errors_csv = None
     if world > 1:
-        folder = outputs[0].parent if len(outputs) == 1 else Path(os.path.commonpath([str(o.parent) for o in outputs]))
-        errors_csv = folder / f"errors.rank{rank}.csv"
+        errors_csv = errors_folder(outputs) / f"errors.rank{rank}.csv"  # all ranks' outputs: one folder for all files
         order = sorted(range(len(items)), key=lambda k: (str(items[k].path), items[k].series_uid))[rank::world]
         items, outputs = [items[k] for k in order], [outputs[k] for k in order]
     tell = log or _log_line
@@ -1294,15 +1298,14 @@ def upscale_path(
 
     def work(item: Any, out: Path) -> Future | None:
         if prefetch is None:
-            out_img = upscale_image(load_image(item.files if item.kind == "series" else item.path), upscaler,
-                                    ct_window=ct_window)
-            save_image(out_img, out, overwrite=overwrite)
-            if verbose:
-                tell(f"medsr: {who}wrote {out}")
-            return None
-        norm = prefetch.get(item)
-        out_img = _derived(norm, upscaler(norm.as_tensor() if hasattr(norm, "as_tensor") else norm), upscaler)
+            norm = _normalise(load_image(item.files if item.kind == "series" else item.path), ct_window)
+        else:
+            norm = prefetch.get(item)
+        out_img = _upscale_normalised(norm, upscaler)
         del norm
+        if writer is None:
+            write(out_img, out)
+            return None
         return writer.submit(write, out_img, out)
 
     try:

@@ -189,7 +189,8 @@ def test_sub_pixel_tail_equals_conv_after_pixel_shuffle(r: int, k: int):
 )
 def test_pixel_shuffle_moved_after_the_tail_exactly(net: torch.nn.Module):
     net = net.eval()
-    folded = _fold_shuffle_into_tail(copy.deepcopy(net))
+    folded = copy.deepcopy(net)
+    assert _fold_shuffle_into_tail(folded) == 1
     assert isinstance(folded.tail[-1], torch.nn.PixelShuffle)
     assert sum(isinstance(m, torch.nn.PixelShuffle) for m in folded.modules()) == sum(
         isinstance(m, torch.nn.PixelShuffle) for m in net.modules()
@@ -198,7 +199,7 @@ def test_pixel_shuffle_moved_after_the_tail_exactly(net: torch.nn.Module):
     with torch.no_grad():
         assert (folded(x) - net(x)).abs().max() <= 1e-5
     hybrid_like = SRResNet(scale_factor=2, num_features=8, num_blocks=1)  # PReLU after the shuffle: left alone
-    assert type(_fold_shuffle_into_tail(copy.deepcopy(hybrid_like)).tail) is torch.nn.Conv2d
+    assert _fold_shuffle_into_tail(hybrid_like) == 0 and type(hybrid_like.tail) is torch.nn.Conv2d
 
 
 def test_prepare_network_folds_batch_norm_and_residual_scale_exactly():
