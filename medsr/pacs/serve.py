@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import socketserver
 import threading
 import time
 import tomllib
@@ -255,8 +256,8 @@ class Node:
     def stop(self) -> None:
         """Stop listening and let the worker finish the series it is on."""
         self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
+        if self._server is not None:  # made by make_server, so not in the AE's own server list
+            socketserver.BaseServer.shutdown(self._server)
             self._server.server_close()
         if self._worker is not None:
             self._worker.join()
