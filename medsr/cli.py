@@ -131,8 +131,8 @@ def _quick_start(model: str) -> None:
 
 @app.command(epilog=EXIT_CODES_HELP)
 def upscale(
-    input: str = typer.Argument(..., help=InputArg.help + " Or a PACS series/study URL: http(s)://HOST:PORT/ROOT/studies/<uid>[/series/<uid>] (DICOMweb) or dicom://AET@HOST:PORT/studies/<uid>[/series/<uid>] (DIMSE)."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file or folder (created if missing), or a PACS: a DICOMweb root http(s)://HOST:PORT/ROOT or dicom://AET@HOST:PORT. Default: beside the input, named <stem>_sr<scale>x.<ext>."),
+    input: str = typer.Argument(..., metavar="INPUT", help=InputArg.help + " Or a PACS series/study URL: http(s)://HOST:PORT/ROOT/studies/<uid>, optionally /series/<uid> (DICOMweb), or the same as dicom://AET@HOST:PORT/studies/... (DIMSE)."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="OUTPUT", help="Output file or folder (created if missing), or a PACS: a DICOMweb root http(s)://HOST:PORT/ROOT or dicom://AET@HOST:PORT. Default: beside the input, named <stem>_sr<scale>x.<ext>."),
     scale: int = typer.Option(2, "-s", "--scale", help="In-plane factor: 2 or 4."),
     model: str = typer.Option("bicubic", "-m", "--model", help=MODEL_HELP),
     device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),

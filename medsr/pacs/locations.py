@@ -74,9 +74,9 @@ def is_remote(text: str | None) -> bool:
     return text is not None and str(text).lower().startswith(_SCHEMES)
 
 
-def series_label(uid: str) -> str:
-    """A short, stable name for a series that reveals nothing: ``series_<8 hex of sha1(uid)>``."""
-    return f"series_{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
+def series_label(uid: str, kind: str = "series") -> str:
+    """A short, stable name for a series (or study...) that reveals nothing: ``<kind>_<8 hex of sha1(uid)>``."""
+    return f"{kind}_{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
 
 
 def _uid(value: str, what: str) -> str:

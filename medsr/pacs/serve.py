@@ -172,7 +172,7 @@ class Node:
     # ------------------------------------------------------------------ naming
 
     def _name(self, study: str, series: str) -> str:
-        return f"study {study} series {series}" if self.show_ids else f"{series_label(study).replace('series', 'study')} {series_label(series)}"
+        return f"study {study} series {series}" if self.show_ids else f"{series_label(study, 'study')} {series_label(series)}"
 
     def _job_name(self, job: Path) -> str:
         """Log name of a work folder (read from its first instance)."""

@@ -69,12 +69,13 @@ def test_receipt_is_fsynced_before_it_returns(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["x.dcm"]  # no temporary left
 
 
-def _node(tmp_path: Path, port: int, forward: str, **kw):
+def _node(tmp_path: Path, port: int, forward: str, show_ids: bool = False, **kw):
     from medsr.inference import load_upscaler
     from medsr.pacs.serve import Node, load_config
 
     lines: list[str] = []
-    node = Node(load_config(_config(tmp_path, port, forward, **kw)), load_upscaler("bicubic", 2), log=lines.append)
+    cfg = load_config(_config(tmp_path, port, forward, **kw))
+    node = Node(cfg, load_upscaler("bicubic", 2), show_ids=show_ids, log=lines.append)
     node.start()
     return node, lines
 
@@ -137,6 +138,21 @@ def test_failed_forward_is_retried_then_parked(tmp_path):
     assert "attempt 1 failed" in text and "FAILED after 2 attempt(s)" in text
     ds = pydicom.dcmread(str(files[0]))
     assert str(ds.SeriesInstanceUID) not in text and str(ds.StudyInstanceUID) not in text
+
+
+def test_forward_with_stowrs_and_show_ids(orthanc, ports, tmp_path):
+    node, lines = _node(tmp_path, ports["node"], orthanc.dicomweb, show_ids=True, quiet=0.5)
+    try:
+        files = make_series(tmp_path / "src", n=2)
+        assert _send(ports["node"], files)[0] == [0, 0]
+        ds = pydicom.dcmread(str(files[0]))
+        _wait(lambda: len(orthanc.series_of_study(str(ds.StudyInstanceUID))) == 1, "the derived series (STOW-RS)", 60)
+    finally:
+        node.stop()
+    (derived,) = orthanc.series_of_study(str(ds.StudyInstanceUID))  # only the derived series: the source never went to Orthanc
+    assert derived["MainDicomTags"]["SeriesInstanceUID"] != str(ds.SeriesInstanceUID) and len(derived["Instances"]) == 2
+    text = "\n".join(lines)
+    assert str(ds.SeriesInstanceUID) in text and str(ds.StudyInstanceUID) in text  # --show-ids
 
 
 def _wait(predicate, what: str, timeout: float = 180.0) -> None:
