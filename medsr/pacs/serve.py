@@ -159,7 +159,7 @@ class Node:
         root = config.storage
         self.incoming, self.work, self.failed = root / "incoming", root / "work", root / "failed"
         for d in (self.incoming, self.work, self.failed):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)  # received images are patient data
         self._lock = threading.Lock()  # receipt vs claiming a series folder
         self._last: dict[str, float] = {}  # series folder -> time of its latest instance
         self._retry_at: dict[str, float] = {}

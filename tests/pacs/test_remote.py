@@ -83,19 +83,8 @@ def test_dicomweb_study_url_upscales_every_image_series(orthanc, tmp_path):
     assert all(study not in p.as_posix() for p in written)  # folders named by hash, not by UID
 
 
-def test_dicomweb_without_credentials_is_refused_clearly(orthanc, tmp_path, monkeypatch):
-    files = make_series(tmp_path / "src", n=1)
-    orthanc.upload(files)
-    ds = pydicom.dcmread(str(files[0]))
-    monkeypatch.delenv("MEDSR_DICOMWEB_USER")
-    monkeypatch.delenv("MEDSR_DICOMWEB_PASSWORD")
-    res = _upscale(f"{orthanc.dicomweb}/studies/{ds.StudyInstanceUID}", "-o", orthanc.dicomweb)
-    assert res.exit_code == EXIT_INPUT
-    assert "HTTP 401" in res.stderr and "MEDSR_DICOMWEB_USER" in res.stderr and "Traceback" not in res.stderr
-    assert ds.StudyInstanceUID not in res.stderr
-
-
-def test_dicomweb_credentials_from_netrc(orthanc, tmp_path, monkeypatch):
+@pytest.mark.parametrize("credentials", ["none", "netrc"])
+def test_dicomweb_credentials_from_environment_or_netrc(orthanc, tmp_path, monkeypatch, credentials):
     from pacs_support import PASSWORD, USER
 
     files = make_series(tmp_path / "src", n=1)
@@ -103,13 +92,19 @@ def test_dicomweb_credentials_from_netrc(orthanc, tmp_path, monkeypatch):
     ds = pydicom.dcmread(str(files[0]))
     monkeypatch.delenv("MEDSR_DICOMWEB_USER")
     monkeypatch.delenv("MEDSR_DICOMWEB_PASSWORD")
-    netrc = tmp_path / "netrc"
-    netrc.write_text(f"machine 127.0.0.1 login {USER} password {PASSWORD}\n")
-    netrc.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(netrc))
+    if credentials == "netrc":
+        netrc = tmp_path / "netrc"
+        netrc.write_text(f"machine 127.0.0.1 login {USER} password {PASSWORD}\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
     res = _upscale(f"{orthanc.dicomweb}/studies/{ds.StudyInstanceUID}", "-o", orthanc.dicomweb)
-    assert res.exit_code == EXIT_OK, res.stderr
-    assert len(orthanc.series_of_study(str(ds.StudyInstanceUID))) == 2
+    if credentials == "none":
+        assert res.exit_code == EXIT_INPUT
+        assert "HTTP 401" in res.stderr and "MEDSR_DICOMWEB_USER" in res.stderr and "Traceback" not in res.stderr
+        assert ds.StudyInstanceUID not in res.stderr
+    else:
+        assert res.exit_code == EXIT_OK, res.stderr
+        assert len(orthanc.series_of_study(str(ds.StudyInstanceUID))) == 2
 
 
 @pytest.mark.parametrize("retrieve", ["get", "move"])
@@ -174,3 +169,55 @@ def test_bad_urls_are_usage_errors(url, output, tmp_path):
 def test_missing_local_input_is_a_usage_error(tmp_path):
     res = _upscale(str(tmp_path / "nope"))
     assert res.exit_code == EXIT_USAGE and "does not exist" in res.stderr
+
+
+def _https_server(tmp_path: Path):
+    """A loopback HTTPS server with a self-signed certificate that answers every GET with an empty JSON list."""
+    import http.server
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, cert
+
+
+def test_https_certificates_are_checked(tmp_path, monkeypatch):
+    pytest.importorskip("dicomweb_client", reason="dicomweb-client is not installed (pip install 'medsr[pacs]')")
+    server, cert = _https_server(tmp_path)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    url = f"https://127.0.0.1:{server.server_address[1]}/dicom-web/studies/1.2.3"
+    try:
+        res = _upscale(url, "-o", str(tmp_path / "out"))
+        assert res.exit_code == EXIT_INPUT and "certificate check failed" in res.stderr and "REQUESTS_CA_BUNDLE" in res.stderr
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # the private CA given: TLS passes, the (empty) study is listed
+        res = _upscale(url, "-o", str(tmp_path / "out"))
+        assert res.exit_code == EXIT_INPUT and "the study has no image series" in res.stderr
+    finally:
+        server.shutdown()
