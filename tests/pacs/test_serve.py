@@ -210,3 +210,15 @@ def test_serve_round_trip_survives_a_kill(orthanc, ports, tmp_path):
     assert not list((tmp_path / "node" / "work").iterdir()) and not list((tmp_path / "node" / "incoming").iterdir())
     for study_uid, _, files in studies:
         assert study_uid not in text and str(pydicom.dcmread(str(files[0])).SeriesInstanceUID) not in text
+
+
+def test_cli_config_error_is_one_line_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from medsr.cli import app
+    from medsr.errors import EXIT_USAGE
+
+    cfg = _config(tmp_path, 11112, "dicom://PACS@127.0.0.1:104")
+    cfg.write_text(cfg.read_text().replace("scale = 2", "scale = 8"))
+    res = CliRunner().invoke(app, ["serve", "-c", str(cfg)])
+    assert res.exit_code == EXIT_USAGE and res.stderr == "medsr: error: `model.scale` must be 2 or 4, got 8.\n"
