@@ -57,6 +57,7 @@ def _derived(orthanc, study_uid: str, source_series_uid: str) -> list[list[pydic
     return [orthanc.instance_datasets(s) for s in series if s["MainDicomTags"]["SeriesInstanceUID"] != source_series_uid]
 
 
+@pytest.mark.slow
 def test_dicomweb_series_url_to_dicomweb_root(orthanc, tmp_path):
     files = make_series(tmp_path / "src", n=3)
     orthanc.upload(files)
@@ -206,6 +207,7 @@ def _https_server(tmp_path: Path):
     return server, cert
 
 
+@pytest.mark.slow
 def test_https_certificates_are_checked(tmp_path, monkeypatch):
     pytest.importorskip("dicomweb_client", reason="dicomweb-client is not installed (pip install 'medsr[pacs]')")
     server, cert = _https_server(tmp_path)

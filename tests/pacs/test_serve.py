@@ -140,6 +140,7 @@ def test_failed_forward_is_retried_then_parked(tmp_path):
     assert str(ds.SeriesInstanceUID) not in text and str(ds.StudyInstanceUID) not in text
 
 
+@pytest.mark.slow
 def test_forward_with_stowrs_and_show_ids(orthanc, ports, tmp_path):
     node, lines = _node(tmp_path, ports["node"], orthanc.dicomweb, show_ids=True, quiet=0.5)
     try:
