@@ -3,7 +3,8 @@
 # Set-up: a local .venv, the CPU build of PyTorch first (so the project's
 # `torch>=` range is already met and pip does not pull a CUDA build), then medsr
 # with its dev extra. Debian tools the tests use (dciodvfy from dicom3tools,
-# chromium, pdftoppm from poppler-utils) are installed with apt-get when missing.
+# chromium, pdftoppm from poppler-utils, the Orthanc PACS and its DICOMweb plugin for
+# the medsr.pacs tests) are installed with apt-get when missing.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -34,6 +35,8 @@ system-deps:
 	command -v dciodvfy >/dev/null || missing="$$missing dicom3tools"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
+	command -v Orthanc >/dev/null || missing="$$missing orthanc"; \
+	ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so >/dev/null 2>&1 || missing="$$missing orthanc-dicomweb"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

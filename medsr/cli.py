@@ -131,8 +131,8 @@ def _quick_start(model: str) -> None:
 
 @app.command(epilog=EXIT_CODES_HELP)
 def upscale(
-    input: Path = InputArg,
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file or folder (created if missing). Default: beside the input, named <stem>_sr<scale>x.<ext>."),
+    input: str = typer.Argument(..., metavar="INPUT", help=InputArg.help + " Or a PACS series/study URL: http(s)://HOST:PORT/ROOT/studies/<uid>, optionally /series/<uid> (DICOMweb), or the same as dicom://AET@HOST:PORT/studies/... (DIMSE)."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="OUTPUT", help="Output file or folder (created if missing), or a PACS: a DICOMweb root http(s)://HOST:PORT/ROOT or dicom://AET@HOST:PORT. Default: beside the input, named <stem>_sr<scale>x.<ext>."),
     scale: int = typer.Option(2, "-s", "--scale", help="In-plane factor: 2 or 4."),
     model: str = typer.Option("bicubic", "-m", "--model", help=MODEL_HELP),
     device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
@@ -149,6 +149,11 @@ def upscale(
     """Upscale images x2 or x4 and write them in the input's format as derived images."""
     try:
         _check_scale(scale)
+        from medsr.pacs.locations import is_remote  # stdlib only: keeps --help fast
+
+        remote = is_remote(input) or is_remote(output)
+        if not remote and not Path(input).exists():
+            raise UsageError(f"input {input} does not exist; give an image file, a folder or a PACS URL.")
         _quick_start(model)
         from medsr.inference import describe, load_upscaler, upscale_path
 
@@ -158,9 +163,18 @@ def upscale(
         )
         if verbose:
             typer.echo(describe(upscaler), err=True)
-        result = upscale_path(
-            input, output, upscaler, overwrite=overwrite, resume=resume, progress=not no_progress and not quiet, verbose=verbose
-        )
+        if remote:
+            from medsr.pacs import upscale_location
+
+            result = upscale_location(
+                input, output, upscaler, overwrite=overwrite, resume=resume, progress=not no_progress and not quiet,
+                verbose=verbose, log=(lambda m: None) if quiet else None,
+            )
+        else:
+            result = upscale_path(
+                Path(input), Path(output) if output is not None else None, upscaler, overwrite=overwrite, resume=resume,
+                progress=not no_progress and not quiet, verbose=verbose,
+            )
     except MedsrError as err:
         raise _fail(err, verbose) from None
     _finish(result, quiet)
@@ -290,3 +304,18 @@ def report(
     except MedsrError as err:
         raise _fail(err, verbose) from None
     typer.echo(f"report: {html}\nreport: {pdf}")
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(..., "-c", "--config", exists=True, dir_okay=False, readable=True, help="The node's TOML configuration (see the user guide)."),
+    show_ids: bool = typer.Option(False, "--show-ids", help="Put Study/SeriesInstanceUIDs in the log (default: hashed labels)."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="More detail, tracebacks for unexpected errors."),
+) -> None:
+    """Run a DICOM node: receive studies (C-STORE), upscale each complete series, forward the derived series."""
+    try:
+        from medsr.pacs.serve import serve as run_node
+
+        run_node(config, show_ids=show_ids, verbose=verbose)
+    except MedsrError as err:
+        raise _fail(err, verbose) from None
