@@ -1311,7 +1311,7 @@ def upscale_path(
     try:
         result = run_batch(
             items, outputs, work, resume=resume, overwrite=overwrite, progress=progress, verbose=verbose,
-            description=f"{who}upscale x{upscaler.scale} {upscaler.name}", errors_csv=errors_csv,
+            description=f"{who}upscale x{upscaler.scale} {upscaler.name}", errors_csv=errors_csv, lock=world == 1,
         )
     finally:
         if writer is not None:
