@@ -186,6 +186,11 @@ def _run_locked(
 
     todo: list[tuple[Any, Path]] = []
     for item, out in zip(items, outputs):
+        if len(os.fsencode(out.name)) > 255:
+            raise OutputError(
+                f"output name {one_line(out.name)[:40]}... is {len(os.fsencode(out.name))} bytes, over the 255 a file "
+                "name may have; rename the input or give -o a shorter file name."
+            )
         if out.resolve() in inputs:
             raise OutputError(f"output {one_line(out)} is an input; choose another -o.")
         if out.exists() and resume:

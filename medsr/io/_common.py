@@ -249,6 +249,19 @@ def _remove(path: Path) -> None:
             pass
 
 
+NAME_MAX = 255
+"""Longest file name (bytes) of common file systems (ext4, xfs, btrfs, tmpfs)."""
+
+
+def _fit_name(base: str, reserved: int) -> str:
+    """``base`` shortened (whole characters) so that it and ``reserved`` more bytes fit in :data:`NAME_MAX`."""
+    budget = NAME_MAX - reserved
+    raw = base.encode("utf-8", "surrogateescape")
+    if len(raw) <= budget:
+        return base
+    return raw[:budget].decode("utf-8", "ignore") or "medsr"
+
+
 @contextmanager
 def atomic_path(final: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; move it onto ``final`` on success, delete it on error.
@@ -268,13 +281,13 @@ def atomic_path(final: PathLike) -> Iterator[Path]:
     suffix = full_suffix(final)
     suffix = final.name[len(final.name) - len(suffix) :] if suffix else ""
     base = final.name[: len(final.name) - len(suffix)] if suffix else final.name
-    tmp = final.parent / f".{base}.{secrets.token_hex(4)}.tmp{suffix}"
+    tmp = final.parent / f".{_fit_name(base, len(suffix.encode()) + 15)}.{secrets.token_hex(4)}.tmp{suffix}"
     try:
         yield tmp
         if not tmp.exists():
             raise OutputError(f"{final}: the writer produced no output; nothing was written.")
         if tmp.is_dir() and final.exists():
-            old = final.parent / f".{base}.{secrets.token_hex(4)}.old"
+            old = final.parent / f".{_fit_name(base, 15)}.{secrets.token_hex(4)}.old"
             os.replace(final, old)
             try:
                 os.replace(tmp, final)
