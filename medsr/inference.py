@@ -1026,14 +1026,23 @@ def _parse_bundle(info: BundleInfo, scale: int) -> tuple[nn.Module, dict[str, An
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(info.inference_config))
+    try:
+        parser.read_config(str(info.inference_config))
+    except (ValueError, OSError, RecursionError, TypeError, AttributeError) as err:  # JSON/YAML errors are ValueErrors
+        raise UsageError(
+            f"bundle {info.name!r}: {info.inference_config} is not a readable config ({_first_line(err)}); fix the file."
+        ) from err
+    if not isinstance(parser.get(), dict):
+        raise UsageError(f"bundle {info.name!r}: {info.inference_config} must hold a JSON object; fix the file.")
     parser["bundle_root"] = str(info.root)
     if "scale" in parser.get():
         parser["scale"] = scale
     try:
         net = parser.get_parsed_content("network_def", instantiate=True)
     except Exception as err:  # a broken third-party config: report, do not trace back
-        raise UsageError(f"bundle {info.name!r}: cannot build `network_def` from {info.inference_config}: {err}") from err
+        raise UsageError(
+            f"bundle {info.name!r}: cannot build `network_def` from {info.inference_config}: {_first_line(err)}"
+        ) from err
     extras = {k: parser.get(k) for k in ("is_gan", "spatial_dims", "halo") if k in parser.get()}
     return net, extras
 
@@ -1091,6 +1100,14 @@ def load_upscaler(
     )
 
 
+def _first_line(err: BaseException) -> str:
+    """An exception's first line, printable; never torch's advice to load with ``weights_only=False``."""
+    from medsr.privacy import one_line
+
+    lines = [ln for ln in str(err).splitlines() if ln.strip() and "weights_only" not in ln]
+    return one_line(lines[0] if lines else type(err).__name__, 300)
+
+
 def load_weights(net: nn.Module, path: PathLike, *, name: str = "bundle") -> nn.Module:
     """Load a weights-only checkpoint (a state dict, or ``{"model": state_dict}``) into ``net``, strictly."""
     path = Path(path)
@@ -1098,14 +1115,20 @@ def load_weights(net: nn.Module, path: PathLike, *, name: str = "bundle") -> nn.
         raise UsageError(f"{name}: weights file {path} is missing.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UsageError(f"{name}: cannot load {path} as a weights-only checkpoint: {err}") from err
+    except Exception as err:  # torch's own text is several lines and suggests unsafe loading: never repeat it
+        raise UsageError(
+            f"{name}: {path} is not a weights-only checkpoint (it holds objects other than tensors and plain "
+            f"numbers, or is damaged: {type(err).__name__}); medsr loads only such files, export the state dict "
+            "with torch.save(model.state_dict(), path)."
+        ) from err
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
+    if not isinstance(state, dict):
+        raise UsageError(f"{name}: {path} holds a {type(state).__name__}, not a state dict of tensors.")
     try:
         net.load_state_dict(state)
-    except RuntimeError as err:
-        raise UsageError(f"{name}: {path.name} does not match its network_def: {str(err).splitlines()[0]}") from err
+    except (RuntimeError, TypeError, ValueError, AttributeError) as err:
+        raise UsageError(f"{name}: {path.name} does not match its network_def: {_first_line(err)}") from err
     return net
 
 

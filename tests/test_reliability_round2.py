@@ -371,3 +371,35 @@ def test_long_names_fit_the_temporary_name(tmp_path: Path) -> None:
     too_long = "m" * 248 + ".png"  # its output name would exceed 255 bytes
     write_png(src / too_long, 1)
     _one_line_error(run("upscale", src / too_long, "-o", tmp_path / "out", "--no-progress"), EXIT_OUTPUT)
+
+
+# --------------------------------------------------------------------------- bundles and weights
+
+
+class _Payload:
+    """Pickles to a call of ``print``: what an attacker's ``model.pt`` would do with ``os.system``."""
+
+    def __reduce__(self):
+        return (print, ("medsr-test: unpickled code ran",))
+
+
+@pytest.mark.parametrize("damage", ["json", "json_list", "pickle", "not_state_dict"])
+def test_bad_trusted_bundles_give_one_line(tmp_path: Path, damage: str) -> None:
+    import torch
+
+    bundle = tmp_path / "b"
+    shutil.copytree(ROOT / "bundles" / "edsr_m", bundle, ignore=shutil.ignore_patterns("runs", "eval", "model_x4.pt"))
+    config = bundle / "configs" / "inference.json"
+    weights = bundle / "models" / "model.pt"
+    if damage == "json":
+        config.write_text(config.read_text()[:-40])
+    elif damage == "json_list":
+        config.write_text("[1, 2]")
+    elif damage == "pickle":
+        torch.save({"model": _Payload()}, weights)
+    else:
+        torch.save([torch.zeros(1)], weights)
+    src = write_png(tmp_path / "a.png", 0)
+    result = run("upscale", src, "-m", bundle, "--trust-bundle", "--no-progress", "-q")
+    line = _one_line_error(result, 2)
+    assert "weights_only=False" not in result.output and "unpickled code ran" not in result.output, line
