@@ -28,6 +28,7 @@ spacing, SOP references without a SOP Class UID, a missing Frame of Reference UI
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +46,7 @@ import medsr
 from medsr import meta as mk
 from medsr.errors import InputError, OutputError
 
-from ._common import MAX_PIXELS, as_affine4, build_meta, quiet_pydicom
+from ._common import MAX_PIXELS, as_affine4, build_meta, check_memory, quiet_pydicom
 from .discover import is_dicom_candidate
 
 try:  # pydicom >= 3
@@ -235,6 +236,10 @@ def _pixel_data_length(ds: Dataset) -> int | None:
     return None
 
 
+MAX_FRAMES = 1 << 16
+"""Most frames medsr reads from one multi-frame file (enhanced CT/MR hold a few thousand); bounds
+the per-frame work a small file can ask for."""
+
 MAX_COMPRESSION_RATIO = 10000
 """A compressed DICOM whose declared pixels need more than this many times its compressed pixel data
 (plus 256 MiB, room for blank images that compress extremely well) is refused as corrupt before decoding."""
@@ -271,6 +276,10 @@ def _check_image_header(ds: Dataset, path: Path) -> None:
             f"{path}: declared size {cols}x{rows}x{frames} = {rows * cols * frames} pixels exceeds medsr's limit of "
             f"{MAX_PIXELS} pixels; crop or split the image first."
         )
+    if frames > MAX_FRAMES:
+        raise InputError(
+            f"{path}: NumberOfFrames={frames} exceeds medsr's limit of {MAX_FRAMES} frames; split the file first."
+        )
     bits = _header_int(ds, "BitsAllocated", 0, path)
     float_pixels = 0x7FE00010 not in ds
     if bits not in (8, 16, 32, 64) or (bits == 64 and not float_pixels):
@@ -292,6 +301,7 @@ def _check_image_header(ds: Dataset, path: Path) -> None:
             f"{path}: {length} bytes of compressed pixel data cannot hold the declared {cols}x{rows}x{frames} "
             "pixels; the file is truncated or corrupt (its header is wrong)."
         )
+    check_memory(path, rows * cols * frames, max(1, bits // 8))
     if "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) != frames:
         raise InputError(
             f"{path}: NumberOfFrames is {frames} but the file describes {len(ds.PerFrameFunctionalGroupsSequence)} "
@@ -472,22 +482,30 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
             f"{path}: decoded {arr.size} pixels where Rows x Columns x Frames = {rows * cols * frames}; "
             "the file is corrupt."
         )
-    arr = arr.reshape(frames, rows, cols)
+    # rows of all frames as one (frames * rows, cols) array, converted in blocks of ~1 M pixels
+    # whatever the frame size: a file of many tiny frames costs no Python loop per frame
+    arr = arr.reshape(frames * rows, cols)
     is_float = arr.dtype.kind == "f"
     monochrome1 = _photometric(ds) == "MONOCHROME1"
     lo, hi = _stored_range(ds)
-    enhanced_rescale = not is_float and _rescale(ds, 0) is not None
+    rescale_rows = None  # per-row (slope, intercept) of an enhanced file's per-frame Pixel Value Transformation
+    if not is_float and _rescale(ds, 0) is not None:
+        if "PerFrameFunctionalGroupsSequence" in ds:
+            per_frame = np.array([_rescale(ds, f) or (1.0, 0.0) for f in range(frames)], dtype=np.float64)
+        else:
+            per_frame = np.array([_rescale(ds, 0)], dtype=np.float64)
+        rescale_rows = per_frame
     out = np.empty(arr.shape, dtype=np.float32)
     step = max(1, _STORED_CHUNK // max(1, cols))  # float64 temporaries of a few rows, not of a whole radiograph
-    for f, a in ((f, a) for f in range(frames) for a in range(0, rows, step)):
-        frame = arr[f, a : a + step]
+    for a in range(0, frames * rows, step):
+        frame = arr[a : a + step]
         if monochrome1:
             frame = -frame.astype(np.float64) if is_float else (lo + hi) - frame.astype(np.int64)
         if is_float:
             values = np.asarray(frame, dtype=np.float64)
-        elif enhanced_rescale:
-            slope, intercept = _rescale(ds, f) or (1.0, 0.0)
-            values = frame * slope + intercept
+        elif rescale_rows is not None:
+            which = np.minimum(np.arange(a, a + frame.shape[0]) // rows, len(rescale_rows) - 1)
+            values = frame * rescale_rows[which, :1] + rescale_rows[which, 1:]
         else:
             try:
                 values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
@@ -504,8 +522,8 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
                 f"{path}: pixel values reach {float(np.abs(values).max()):.3g} after the Modality LUT "
                 "(RescaleSlope/Intercept), beyond 32-bit float range; the header is corrupt."
             )
-        out[f, a : a + step] = values
-    return out
+        out[a : a + step] = values
+    return out.reshape(frames, rows, cols)
 
 
 def _release_pixels(ds: Dataset) -> None:
@@ -606,12 +624,36 @@ def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tupl
     )
 
 
+def _frame_orientation(ds: Dataset, frame: int) -> np.ndarray | None:
+    item = _fg_item(ds, "PlaneOrientationSequence", frame)
+    iop = item.get("ImageOrientationPatient") if item is not None else ds.get("ImageOrientationPatient")
+    try:
+        v = np.asarray([float(x) for x in iop], dtype=np.float64) if iop is not None else None
+    except (TypeError, ValueError):
+        return None
+    return v if v is not None and v.shape == (6,) and np.isfinite(v).all() else None
+
+
+def _check_frame_orientations(ds: Dataset, path: Path, frames: int) -> None:
+    """The frames of a multi-frame file must share one orientation to be one volume (as slices of a series must)."""
+    first = _frame_orientation(ds, 0)
+    for f in range(1, frames):
+        o = _frame_orientation(ds, f)
+        if (o is None) != (first is None) or (o is not None and not np.allclose(o, first, atol=1e-3)):
+            raise InputError(
+                f"{path}: frame {f + 1} has another ImageOrientationPatient than frame 1 (a localiser or a "
+                "multi-planar file); its frames are not one volume, split the file by orientation first."
+            )
+
+
 def _read_single(path: Path, modality: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     ds = _dcmread(path, stop_before_pixels=False)
     _check_image_header(ds, path)
     frames = _nframes(ds)
     multiframe = "NumberOfFrames" in ds or "PerFrameFunctionalGroupsSequence" in ds
     kvec, origin = None, _position(ds)
+    if multiframe and frames > 1 and "PerFrameFunctionalGroupsSequence" in ds:
+        _check_frame_orientations(ds, path, frames)
     if multiframe:
         positions = [_position(ds, f) for f in range(frames)] if "PerFrameFunctionalGroupsSequence" in ds else []
         if positions and all(p is not None for p in positions):
@@ -632,8 +674,9 @@ def _read_single(path: Path, modality: str | None) -> tuple[np.ndarray, dict[str
 
 
 def _series_label(uid: str, files: list[Path], ds: Dataset) -> str:
-    desc = str(ds.get("SeriesDescription", "") or "")
-    return f"{_shown(uid)} ({len(files)} files{', ' + repr(_shown(desc)) if desc else ''})"
+    """A series named without header strings or UIDs (they can carry identifiers): the short hash
+    of its SeriesInstanceUID that also names its output (medsr.batch.plan_outputs)."""
+    return f"series {hashlib.sha1(uid.encode()).hexdigest()[:8]} ({len(files)} files)"
 
 
 def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -696,6 +739,7 @@ def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tup
             f"{where}: {n} slices of {cols}x{rows} = {rows * cols * n} pixels exceed medsr's limit of "
             f"{MAX_PIXELS} pixels; split the series first."
         )
+    check_memory(where, rows * cols * n, 4)
     volume = np.empty((cols, rows, n), dtype=np.float32)
     for k, (p, ds) in enumerate(items):
         volume[:, :, k] = _decode(ds, p)[0].T
