@@ -938,22 +938,15 @@ def _memory_budget(device: torch.device, out_bytes: int = 0) -> int:
 
 
 def _available_ram() -> int:
-    """RAM that can be allocated without swapping: Linux's MemAvailable (free + reclaimable page cache).
+    """RAM that can be allocated without swapping (:func:`medsr.io._common.available_memory`: Linux's
+    MemAvailable, free + reclaimable page cache, bounded by the cgroup and RLIMIT_AS).
 
     Free pages alone (``SC_AVPHYS_PAGES``) shrink as the page cache fills with the
     files just read, which made the tile plan depend on what ran before.
     """
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
+    from medsr.io._common import available_memory
+
+    return available_memory()
 
 
 def _product(per_axis: list[list[Any]]) -> Iterator[tuple[Any, ...]]:
@@ -1331,11 +1324,14 @@ def upscale_path(
             return None
         return writer.submit(write, out_img, out)
 
+    from medsr.io._common import expect_output
+
     try:
-        result = run_batch(
-            items, outputs, work, resume=resume, overwrite=overwrite, progress=progress, verbose=verbose,
-            description=f"{who}upscale x{upscaler.scale} {upscaler.name}", errors_csv=errors_csv, lock=world == 1,
-        )
+        with expect_output(upscaler.scale**2):  # readers refuse, before decoding, what would not fit in memory
+            result = run_batch(
+                items, outputs, work, resume=resume, overwrite=overwrite, progress=progress, verbose=verbose,
+                description=f"{who}upscale x{upscaler.scale} {upscaler.name}", errors_csv=errors_csv, lock=world == 1,
+            )
     finally:
         if writer is not None:
             writer.shutdown(wait=True)

@@ -403,3 +403,137 @@ def test_bad_trusted_bundles_give_one_line(tmp_path: Path, damage: str) -> None:
     result = run("upscale", src, "-m", bundle, "--trust-bundle", "--no-progress", "-q")
     line = _one_line_error(result, 2)
     assert "weights_only=False" not in result.output and "unpickled code ran" not in result.output, line
+
+
+# --------------------------------------------------------------------------- resources and frame counts
+
+
+def test_output_size_bomb_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ~65 KB 8192x8192 PNG: reading needs ~0.6 GB, upscaling x2 ~3.8 GB more; refused when that is not available."""
+    import tracemalloc
+
+    from PIL import Image
+
+    from medsr.io import _common
+
+    png = tmp_path / "bomb.png"
+    Image.new("L", (8192, 8192)).save(png, optimize=True)
+    assert png.stat().st_size < 200_000
+    monkeypatch.setattr(_common, "available_memory", lambda: 2 << 30)
+    tracemalloc.start()
+    result = run("upscale", png, "-o", tmp_path / "out.png", "--no-progress")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    line = _one_line_error(result, EXIT_INPUT)
+    assert "GiB of memory" in line and "x the pixels out" in line
+    assert peak < 64 << 20  # refused before any pixel buffer was allocated
+    with _common.expect_output(1):  # reading alone fits
+        _common.check_memory(png, 8192 * 8192, 1)
+
+
+def _frames_file(path: Path, frames: int, deflate: bool = True) -> Path:
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian if deflate else ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Modality, ds.PhotometricInterpretation = "OT", "MONOCHROME2"
+    ds.Rows = ds.Columns = 1
+    ds.NumberOfFrames = frames
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 8, 8, 7, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 2, -3
+    ds.PixelData = bytes(range(256)) * (frames // 256) + bytes(frames % 256)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_frame_count_work_bound(tmp_path: Path) -> None:
+    import time
+
+    from medsr.io import load_image
+
+    bomb = _frames_file(tmp_path / "bomb.dcm", 10**6)
+    assert bomb.stat().st_size < 20_000
+    start = time.perf_counter()
+    line = _one_line_error(run("upscale", bomb, "--no-progress"), EXIT_INPUT)
+    assert "NumberOfFrames" in line and time.perf_counter() - start < 10
+    many = _frames_file(tmp_path / "many.dcm", 60_000)  # under the bound: decoded without a loop per frame
+    start = time.perf_counter()
+    img = load_image(many)
+    assert time.perf_counter() - start < 5
+    expected = (np.frombuffer(bytes(range(256)) * (60_000 // 256) + bytes(60_000 % 256), np.uint8) * 2.0 - 3)
+    np.testing.assert_array_equal(img.numpy().ravel(), expected)
+
+
+# --------------------------------------------------------------------------- DICOM round trips
+
+
+def test_float_dicom_round_trip(tmp_path: Path) -> None:
+    from medsr.inference import load_upscaler, upscale_image
+    from medsr.io import load_image, save_image
+
+    ds = pydicom.dcmread(SAMPLE / "ct_small.dcm")
+    arr = np.arange(ds.Rows * ds.Columns, dtype=np.float32).reshape(ds.Rows, ds.Columns) / 7.0 - 100
+    del ds.PixelData, ds.RescaleSlope, ds.RescaleIntercept
+    for kw in ("BitsStored", "HighBit", "PixelRepresentation", "PixelPaddingValue"):
+        if kw in ds:
+            delattr(ds, kw)
+    ds.FloatPixelData, ds.BitsAllocated = arr.tobytes(), 32
+    ds.save_as(tmp_path / "float.dcm")
+    img = load_image(tmp_path / "float.dcm")
+    up = upscale_image(img, load_upscaler("bicubic", 2))
+    save_image(up, tmp_path / "up.dcm")
+    written = pydicom.dcmread(tmp_path / "up.dcm")
+    assert "FloatPixelData" in written and "PixelData" not in written and written.BitsAllocated == 32
+    np.testing.assert_array_equal(load_image(tmp_path / "up.dcm").numpy(), up.numpy())
+
+
+def test_series_with_per_slice_rescale_slope_round_trip(tmp_path: Path) -> None:
+    from pydicom.uid import generate_uid
+
+    from medsr.inference import load_upscaler, upscale_image
+    from medsr.io import load_image, save_image
+
+    src = tmp_path / "s"
+    src.mkdir()
+    uid = generate_uid()
+    slopes = (0.25, 4.0, 1.0)  # the first slice's slope cannot store the second slice's values
+    for k, slope in enumerate(slopes):
+        ds = pydicom.dcmread(SAMPLE / "ct_small.dcm")
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, generate_uid()
+        ds.ImagePositionPatient = [0, 0, 2.5 * k]
+        ds.RescaleSlope, ds.RescaleIntercept = slope, -1024
+        ds.save_as(src / f"{k}.dcm")
+    img = load_image(src)
+    save_image(img, tmp_path / "same")
+    np.testing.assert_array_equal(load_image(tmp_path / "same").numpy(), img.numpy())  # exact: each slice's own slope
+    up = upscale_image(img, load_upscaler("bicubic", 2))
+    save_image(up, tmp_path / "up")
+    back = load_image(tmp_path / "up").numpy()
+    for k, slope in enumerate(slopes):  # at most half a stored step off, never clipped
+        assert np.abs(back[0, ..., k] - up.numpy()[0, ..., k]).max() <= max(slope, 4.0) / 2 + 1e-3
+
+
+def test_multiframe_with_mixed_orientations_is_refused(tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    from medsr.errors import InputError
+    from medsr.io import load_image
+
+    try:
+        name = get_testdata_file("eCT_Supplemental.dcm")
+    except Exception:
+        name = None
+    if name is None:
+        pytest.skip("pydicom's eCT_Supplemental.dcm is not available")
+    ds = pydicom.dcmread(name)
+    assert load_image(name).shape[-1] == 2  # as shipped: one orientation, one volume
+    plane = pydicom.Dataset()
+    plane.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]  # frame 2 coronal, frame 1 axial
+    ds.PerFrameFunctionalGroupsSequence[1].PlaneOrientationSequence = [plane]
+    ds.save_as(tmp_path / "mixed.dcm")
+    with pytest.raises(InputError, match="frame 2 has another ImageOrientationPatient"):
+        load_image(tmp_path / "mixed.dcm")

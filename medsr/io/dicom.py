@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,7 +47,7 @@ import medsr
 from medsr import meta as mk
 from medsr.errors import InputError, OutputError
 
-from ._common import MAX_PIXELS, as_affine4, build_meta, check_memory, quiet_pydicom
+from ._common import MAX_PIXELS, SOURCE_INFO, as_affine4, build_meta, check_memory, quiet_pydicom
 from .discover import is_dicom_candidate
 
 try:  # pydicom >= 3
@@ -597,8 +598,14 @@ def _affine_lps(ds: Dataset, kvec: np.ndarray | None, origin: np.ndarray | None)
     return a
 
 
+def _float_bits(ds: Dataset) -> int:
+    """32 or 64 for Float / Double Float Pixel Data, 0 for integer pixels (read before the pixels are released)."""
+    return 64 if 0x7FE00009 in ds else 32 if 0x7FE00008 in ds else 0
+
+
 def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tuple[int, ...], n_files: int,
-          modality: str | None) -> dict[str, Any]:
+          modality: str | None, float_bits: int = 0, slice_rescale: list[tuple[float, float]] | None = None,
+          ) -> dict[str, Any]:
     slope, intercept = (1.0, 0.0)
     rescale = _rescale(ds, 0)
     if rescale is not None:
@@ -620,7 +627,8 @@ def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tupl
         slope=slope,
         intercept=intercept,
         header_json=_header_json(ds),
-        source_info={"transfer_syntax": ts, "n_files": n_files, "sop_class": str(ds.get("SOPClassUID", ""))},
+        source_info={"transfer_syntax": ts, "n_files": n_files, "sop_class": str(ds.get("SOPClassUID", "")),
+                     "float_bits": float_bits, **({"slice_rescale": slice_rescale} if slice_rescale else {})},
     )
 
 
@@ -663,13 +671,14 @@ def _read_single(path: Path, modality: str | None) -> tuple[np.ndarray, dict[str
                 normal = np.cross(*orient) if orient is not None else np.array([0, 0, 1.0])
                 _check_uniform(np.array([p @ normal for p in positions]), str(path), "frames")
                 kvec = (positions[-1] - positions[0]) / (frames - 1)
+    float_bits = _float_bits(ds)
     pixels = _decode(ds, path)  # (frames, rows, cols)
     if frames == 1:
         array = pixels[0].T
     else:
         array = np.transpose(pixels, (2, 1, 0))
     fmt = "dicom_multiframe" if multiframe else "dicom"
-    meta = _meta(ds, path, fmt, _affine_lps(ds, kvec, origin), array.shape, 1, modality)
+    meta = _meta(ds, path, fmt, _affine_lps(ds, kvec, origin), array.shape, 1, modality, float_bits)
     return np.ascontiguousarray(array, dtype=np.float32), meta
 
 
@@ -741,11 +750,16 @@ def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tup
         )
     check_memory(where, rows * cols * n, 4)
     volume = np.empty((cols, rows, n), dtype=np.float32)
+    float_bits = _float_bits(items[0][1])
     for k, (p, ds) in enumerate(items):
         volume[:, :, k] = _decode(ds, p)[0].T
     kvec = (positions[-1] - positions[0]) / (n - 1)
     first_path, first = items[0]
-    meta = _meta(first, first_path, "dicom_series", _affine_lps(first, kvec, positions[0]), volume.shape, n, modality)
+    rescales = [(_number(ds.get("RescaleSlope"), 1.0) or 1.0, _number(ds.get("RescaleIntercept"), 0.0) or 0.0)
+                 for _, ds in items]
+    varies = "ModalityLUTSequence" not in first and len(set(rescales)) > 1  # each slice's own, to write it back
+    meta = _meta(first, first_path, "dicom_series", _affine_lps(first, kvec, positions[0]), volume.shape, n, modality,
+                 float_bits, rescales if varies else None)
     return volume, meta
 
 
@@ -805,10 +819,15 @@ def _ds_value(x: float) -> str:
 class _Encoding:
     """The input's stored representation and its inverse Modality LUT."""
 
-    def __init__(self, hdr: Dataset, target: Path):
+    def __init__(self, hdr: Dataset, target: Path, float_bits: int = 0):
         self.target = target
-        if "FloatPixelData" in hdr or "DoubleFloatPixelData" in hdr:
-            raise OutputError(f"{target}: writing float DICOM pixel data is not supported; write NIfTI instead.")
+        self.float_bits = int(float_bits or 0)
+        self.monochrome1 = _photometric(hdr) == "MONOCHROME1"
+        if self.float_bits:  # Float / Double Float Pixel Data: physical values stored as they are
+            self.bits_allocated = self.float_bits
+            self.dtype = np.dtype(f"<f{self.float_bits // 8}")
+            self.lut = None
+            return
         self.bits_allocated = int(hdr.get("BitsAllocated", 16) or 16)
         if self.bits_allocated not in (8, 16, 32):
             raise OutputError(f"{target}: cannot write BitsAllocated={self.bits_allocated}; write NIfTI instead.")
@@ -841,6 +860,8 @@ class _Encoding:
         values = np.asarray(values, dtype=np.float64)
         if not np.isfinite(values).all():
             raise OutputError(f"{self.target}: the image contains NaN or infinite values; nothing was written.")
+        if self.float_bits:
+            return (-values if self.monochrome1 else values).astype(self.dtype)
         if self.lut is not None and rescale is None:
             first, lut = self.lut
             idx = np.clip(np.searchsorted(lut, values), 1, lut.size - 1)
@@ -982,7 +1003,13 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
     nx, ny, nz = values.shape
     if nx > 65535 or ny > 65535:
         raise OutputError(f"{final}: {nx}x{ny} exceeds DICOM's 65535 rows/columns limit; write NIfTI instead.")
-    enc = _Encoding(hdr, final)
+    try:
+        info = json.loads(meta.get(SOURCE_INFO) or "{}")
+        float_bits = int(info.get("float_bits") or 0)
+        slice_rescale = [(float(a), float(b)) for a, b in info.get("slice_rescale") or []]
+    except (TypeError, ValueError, AttributeError):
+        float_bits, slice_rescale = 0, []
+    enc = _Encoding(hdr, final, float_bits if float_bits in (32, 64) else 0)
     lps = _LPS_RAS @ as_affine4(img.affine)
     dx, dy = float(np.linalg.norm(lps[:3, 0])), float(np.linalg.norm(lps[:3, 1]))
     r, c = lps[:3, 0] / dx, lps[:3, 1] / dy
@@ -1067,13 +1094,28 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
         return raw + b"\0" if len(raw) % 2 else raw
 
     def set_pixels(raw: bytes) -> None:
+        if enc.float_bits:  # Float Pixel Data module: no BitsStored/HighBit/PixelRepresentation, no Modality LUT
+            for kw in ("BitsStored", "HighBit", "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "RescaleType",
+                       "SmallestImagePixelValue", "LargestImagePixelValue", "PixelPaddingValue"):
+                if kw in ds:
+                    delattr(ds, kw)
+            ds.BitsAllocated = enc.float_bits
+            if enc.float_bits == 64:
+                ds.DoubleFloatPixelData = raw
+            else:
+                ds.FloatPixelData = raw
+            return
         ds.PixelData = raw
         ds["PixelData"].VR = "OB" if enc.bits_allocated == 8 else "OW"
 
     if fmt == "dicom_series":
+        if not enc.float_bits and enc.lut is None:
+            per_frame_rescale = _slice_rescales(values, enc, slice_rescale)
         target.mkdir()
         width = max(4, len(str(nz)))
         for k in range(nz):
+            if per_frame_rescale[k] is not None:
+                ds.RescaleSlope, ds.RescaleIntercept = (_ds_value(v) for v in per_frame_rescale[k])
             ds.SOPInstanceUID = generate_uid()
             ds.InstanceNumber = k + 1
             if old_ipp is not None:
@@ -1092,6 +1134,23 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
             ds.SliceLocation = _ds_value(old_loc_value + float((positions[0] - old_ipp) @ normal))
     set_pixels(pixel_bytes(0, nz))
     _write_dataset(ds, target, final)
+
+
+def _slice_rescales(values: np.ndarray, enc: _Encoding, known: list[tuple[float, float]]) -> list[tuple[float, float] | None]:
+    """Per-slice (slope, intercept) of a series: the input's own slices' when they differed (same slice count);
+    for any slice whose values the header's rescale cannot store (they would be clipped), one that fits its range."""
+    nz = values.shape[2]
+    out: list[tuple[float, float] | None] = list(known) if len(known) == nz else [None] * nz
+    for k in range(nz):
+        slope, intercept = out[k] or (enc.slope, enc.intercept)
+        lo_v, hi_v = float(values[..., k].min()), float(values[..., k].max())
+        stored = sorted(((lo_v - intercept) / slope, (hi_v - intercept) / slope))
+        if stored[0] >= enc.lo - 0.5 and stored[1] <= enc.hi + 0.5:
+            continue
+        span = max(hi_v - lo_v, 1e-6)
+        new_slope = float(_ds_value(span / (enc.hi - enc.lo) * (1 + 1e-6)))
+        out[k] = (new_slope, float(_ds_value(lo_v - enc.lo * new_slope)))
+    return out
 
 
 def _update_functional_groups(ds: Dataset, *, hdr_positions: list[np.ndarray], iop: tuple[np.ndarray, np.ndarray],
