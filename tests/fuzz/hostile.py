@@ -299,6 +299,40 @@ def _set_path(doc: Any, keys: list[str], value: Any) -> Any:
     return value
 
 
+def _damage(op: tuple, ev: Path, files: dict[str, Path], panel: Path, secret: Path) -> None:
+    """Apply one :func:`results_damage` op to the results folder ``ev``."""
+    if op[0] in ("bytes", "truncate"):
+        f = files[op[1]]
+        data = bytearray(f.read_bytes()) if f.is_file() else bytearray()
+        pos = int(op[2] * len(data))
+        f.unlink(missing_ok=True)
+        f.write_bytes(bytes(data[:pos] + (op[3] if op[0] == "bytes" else b"") + data[pos + (len(op[3]) if op[0] == "bytes" else len(data)):]))
+    elif op[0] == "json":
+        f = files[op[1]]
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            return
+        f.unlink(missing_ok=True)
+        f.write_text(json.dumps(_set_path(doc, list(op[2]), op[3])), encoding="utf-8")
+    elif op[0] == "file":
+        try:
+            doc = json.loads(panel.read_text(encoding="utf-8"))
+            doc["files"][op[1]] = str(secret) if op[2] == "SECRET" else op[2]
+        except (ValueError, OSError, TypeError, KeyError):
+            return
+        panel.unlink(missing_ok=True)
+        panel.write_text(json.dumps(doc), encoding="utf-8")
+    else:
+        f = {"hr.png": panel.parent / "hr.png", "lr.png": panel.parent / "lr.png", "panel.json": panel,
+             "metrics.csv": ev / "metrics.csv", "cases": ev / "cases"}[op[1]]
+        if f.is_dir() and not f.is_symlink():
+            shutil.rmtree(f)
+        else:
+            f.unlink(missing_ok=True)
+        f.symlink_to(secret)
+
+
 def check_results(ops: list[tuple], tmpdir: Path) -> str:
     """``medsr report``'s reading and drawing on a damaged folder: a report or a one-line refusal, and no byte of
     a file outside the folder in it."""
@@ -316,36 +350,10 @@ def check_results(ops: list[tuple], tmpdir: Path) -> str:
     panel = next(ev.glob("cases/*/panel.json"))
     files = {"metrics.csv": ev / "metrics.csv", "summary.json": ev / "summary.json", "panel.json": panel}
     for op in ops:
-        if op[0] in ("bytes", "truncate"):
-            f = files[op[1]]
-            data = bytearray(f.read_bytes()) if f.is_file() else bytearray()
-            pos = int(op[2] * len(data))
-            f.unlink(missing_ok=True)
-            f.write_bytes(bytes(data[:pos] + (op[3] if op[0] == "bytes" else b"") + data[pos + (len(op[3]) if op[0] == "bytes" else len(data)):]))
-        elif op[0] == "json":
-            f = files[op[1]]
-            try:
-                doc = json.loads(f.read_text(encoding="utf-8"))
-            except (ValueError, OSError):
-                continue
-            f.unlink(missing_ok=True)
-            f.write_text(json.dumps(_set_path(doc, list(op[2]), op[3])), encoding="utf-8")
-        elif op[0] == "file":
-            try:
-                doc = json.loads(panel.read_text(encoding="utf-8"))
-                doc["files"][op[1]] = str(secret) if op[2] == "SECRET" else op[2]
-            except (ValueError, OSError, TypeError, KeyError):
-                continue
-            panel.unlink(missing_ok=True)
-            panel.write_text(json.dumps(doc), encoding="utf-8")
-        else:
-            f = {"hr.png": panel.parent / "hr.png", "lr.png": panel.parent / "lr.png", "panel.json": panel,
-                 "metrics.csv": ev / "metrics.csv", "cases": ev / "cases"}[op[1]]
-            if f.is_dir() and not f.is_symlink():
-                shutil.rmtree(f)
-            else:
-                f.unlink(missing_ok=True)
-            f.symlink_to(secret)
+        try:
+            _damage(op, ev, files, panel, secret)
+        except OSError:  # an earlier op replaced a folder on the way by a link to a file: this op cannot apply
+            continue
 
     def report() -> str:
         rows, summary, panels = load_results(ev)

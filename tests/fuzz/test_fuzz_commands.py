@@ -44,19 +44,19 @@ def test_frame_bombs(case: tuple) -> None:
     check_frame_bomb(case, _TMP)
 
 
-@_settings(150)
+@_settings(200)
 @given(case=datalists())
 def test_hostile_datalists(case: tuple) -> None:
     check_datalist(case, _TMP)
 
 
-@_settings(25)
+@_settings(5)
 @given(ops=results_damage())
 def test_hostile_results_folders(ops: list[tuple]) -> None:
     check_results(ops, _TMP)
 
 
-@_settings(25)
+@_settings(15)
 @given(name=hostile_names(), good=st.booleans())
 def test_hostile_file_names(name: bytes, good: bool) -> None:
     check_names(name, good, _TMP)
