@@ -8,22 +8,25 @@ with a one-line reason and listed in ``errors.csv`` beside the outputs.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import os
 import sys
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medsr.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, InputError, MedsrError, OutputError
+from medsr.privacy import one_line
 
 __all__ = [
     "RASTER_SUFFIXES", "FILE_SUFFIXES", "output_name", "plan_outputs", "errors_folder", "discover", "BatchResult",
-    "run_batch",
+    "run_batch", "output_lock", "check_output_folder", "write_errors_csv",
 ]
 
 RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -80,12 +83,14 @@ def discover(input_path: Path, exclude: Path | None = None) -> list[Any]:
     """Images under ``input_path`` (``medsr.io.discover_inputs``), minus anything inside ``exclude`` (the output)."""
     from medsr.io import discover_inputs
 
+    if exclude is not None and Path(input_path).is_dir() and Path(input_path).resolve().is_relative_to(exclude.resolve()):
+        raise OutputError(f"output {one_line(exclude)} is the input folder or contains it; choose another -o.")
     items = discover_inputs(input_path)
     if exclude is not None and exclude.exists() and Path(input_path).is_dir():
         ex = exclude.resolve()
         items = [i for i in items if not i.path.resolve().is_relative_to(ex)]
     if not items:
-        raise InputError(f"{input_path} contains no images (DICOM, NIfTI, PNG, TIFF or JPEG).")
+        raise InputError(f"{one_line(input_path)} contains no images (DICOM, NIfTI, PNG, TIFF or JPEG).")
     return items
 
 
@@ -125,6 +130,7 @@ def run_batch(
     description: str = "",
     log: Callable[[str], None] = _stderr,
     errors_csv: Path | None = None,
+    lock: bool = True,
 ) -> BatchResult:
     """Run ``work(item, output)`` for every input; skip finished outputs with ``resume``; collect failures.
 
@@ -138,19 +144,61 @@ def run_batch(
     background thread): the item counts as done, or failed, when the future
     resolves, which is checked before the next item's future is accepted, so at
     most one such write is in flight.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    The folder that holds the outputs is locked for the run (:func:`output_lock`; ``lock=False``
+    for processes that share it by design, e.g. the ranks of one ``torchrun``). An ``errors.csv``
+    left by an earlier run is removed when every input is done. Messages are single lines
+    (:func:`medsr.privacy.one_line`).
+    """
     result = BatchResult()
     inputs = {p.resolve() for item in items for p in (item.path, *item.files)}
+    for folder in dict.fromkeys(out.parent for out in outputs):
+        check_output_folder(folder)
+    root = errors_csv.parent if errors_csv is not None else errors_folder(outputs)
+    with output_lock(root) if lock else _no_lock():
+        return _run_locked(
+            items, outputs, work, inputs, result, resume=resume, overwrite=overwrite, progress=progress, verbose=verbose,
+            description=description, log=log, errors_csv=errors_csv,
+        )
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
+
+
+def _run_locked(
+    items: list[Any],
+    outputs: list[Path],
+    work: Callable[[Any, Path], Future | None],
+    inputs: set[Path],
+    result: BatchResult,
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    verbose: bool,
+    description: str,
+    log: Callable[[str], None],
+    errors_csv: Path | None,
+) -> BatchResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     todo: list[tuple[Any, Path]] = []
     for item, out in zip(items, outputs):
+        if len(os.fsencode(out.name)) > 255:
+            raise OutputError(
+                f"output name {one_line(out.name)[:40]}... is {len(os.fsencode(out.name))} bytes, over the 255 a file "
+                "name may have; rename the input or give -o a shorter file name."
+            )
         if out.resolve() in inputs:
-            raise OutputError(f"output {out} is an input; choose another -o.")
+            raise OutputError(f"output {one_line(out)} is an input; choose another -o.")
         if out.exists() and resume:
             result.skipped += 1
         elif out.exists() and not overwrite:
-            raise OutputError(f"output {out} exists; pass --overwrite to replace it or --continue to skip finished outputs.")
+            raise OutputError(
+                f"output {one_line(out)} exists; pass --overwrite to replace it or --continue to skip finished outputs."
+            )
         else:
             todo.append((item, out))
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -164,7 +212,7 @@ def run_batch(
             except Exception as err:  # one bad input never stops a batch (KeyboardInterrupt does)
                 if verbose:
                     traceback.print_exception(err)
-                text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                text = one_line(str(err).strip().splitlines()[0]) if str(err).strip() else ""
                 if isinstance(err, MedsrError):
                     reason = text or type(err).__name__
                 else:  # unexpected: name the exception, its message alone may mean nothing ("'x'")
@@ -172,9 +220,10 @@ def run_batch(
                 if len(items) == 1:  # a single input: its error is the command's error, no errors.csv
                     if isinstance(err, MedsrError):
                         raise
-                    raise InputError(f"{item.path}: {reason}") from err
-                log(f"medsr: skipped: {reason}" if str(item.path) in reason else f"medsr: skipped {item.path}: {reason}")
-                result.failed.append((str(item.path), reason))
+                    raise InputError(f"{one_line(item.path)}: {reason}") from err
+                shown = one_line(item.path)
+                log(f"medsr: skipped: {reason}" if shown in reason else f"medsr: skipped {shown}: {reason}")
+                result.failed.append((shown, reason))
                 return None
 
         def settle(item: Any, future: Future) -> None:
@@ -200,8 +249,14 @@ def run_batch(
             bar.advance(task)
         if in_flight is not None:
             settle(*in_flight)
+    target = errors_csv or errors_folder(outputs) / "errors.csv"
     if result.failed:
-        result.errors_csv = _write_errors(outputs, result.failed, errors_csv)
+        result.errors_csv = write_errors_csv(target, result.failed)
+    elif target.is_file() and not target.is_symlink():  # an earlier run's failures are all done now
+        try:
+            target.unlink()
+        except OSError as err:
+            raise OutputError(f"cannot remove the stale {one_line(target)} ({err.strerror or err}).") from err
     return result
 
 
@@ -210,13 +265,66 @@ def errors_folder(outputs: list[Path]) -> Path:
     return outputs[0].parent if len(outputs) == 1 else Path(os.path.commonpath([str(o.parent) for o in outputs]))
 
 
-def _write_errors(outputs: list[Path], failed: list[tuple[str, str]], target: Path | None = None) -> Path:
+def write_errors_csv(target: Path, failed: list[tuple[str, str]]) -> Path:
+    """Write ``errors.csv`` (``path,reason``) atomically; a failure to write it is an ``OutputError``.
+
+    Every field is made a printable line first (:func:`medsr.privacy.one_line`), so file names
+    that are not valid UTF-8 or hold newlines cannot break the file.
+    """
     from medsr.io import atomic_path
 
-    target = target or errors_folder(outputs) / "errors.csv"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "reason"])
-        writer.writerows(failed)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["path", "reason"])
+            writer.writerows((one_line(p), one_line(r)) for p, r in failed)
+    except OSError as err:
+        raise OutputError(
+            f"cannot write {one_line(target)} ({err.strerror or err}); the {len(failed)} failed input(s) are listed "
+            "above; free space or choose a writable -o."
+        ) from err
     return target
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse, before any work, an output folder that cannot exist: a path through an existing file."""
+    p = Path(folder)
+    for q in (p, *p.parents):
+        try:
+            if q.is_dir():
+                return
+            if q.exists() or q.is_symlink():
+                raise OutputError(f"output folder {one_line(folder)}: {one_line(q)} is a file, not a folder; choose another -o.")
+        except OSError as err:
+            raise OutputError(f"output folder {one_line(folder)}: {err.strerror or err}; choose another -o.") from err
+
+
+@contextmanager
+def output_lock(folder: Path) -> Iterator[Path]:
+    """Hold an exclusive lock on the output ``folder`` (created if missing) for the duration of a run.
+
+    A second medsr run writing into the same folder is refused at once with an ``OutputError``
+    instead of overwriting the first one's outputs. The lock is ``flock`` on the folder itself:
+    nothing is written, and the kernel releases it when the process ends, even on SIGKILL.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as err:
+        raise OutputError(f"cannot create or open the output folder {one_line(folder)} ({err.strerror or err}).") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise OutputError(
+                    f"another medsr run is writing into {one_line(folder)}; wait for it to finish or choose another -o."
+                ) from err
+            raise OutputError(f"cannot lock the output folder {one_line(folder)} ({err.strerror or err}).") from err
+        yield folder
+    finally:
+        os.close(fd)

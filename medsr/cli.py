@@ -76,8 +76,10 @@ def _fail(err: BaseException, verbose: bool = False) -> typer.Exit:
     """Print one line for an expected error and return the Exit to raise."""
     if verbose:
         traceback.print_exception(err)
+    from medsr.privacy import one_line
+
     code = err.exit_code if isinstance(err, MedsrError) else EXIT_INPUT
-    typer.echo(f"medsr: error: {err}", err=True)
+    typer.echo(f"medsr: error: {one_line(err)}", err=True)
     return typer.Exit(code)
 
 
@@ -259,6 +261,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the degradations and the bootstrap."),
     device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
     show_ids: bool = typer.Option(False, "--show-ids", help="Show file names / patient identifiers in the outputs."),
+    classes: str = typer.Option("Covid,Normal,Pneumonia", "--classes", help="Class labels shown as they are; other folder/datalist labels become class-01, class-02... (see case-key.private.csv)."),
     trust_bundle: bool = typer.Option(False, "--trust-bundle", help="Allow a bundle folder that medsr does not ship (its config can run code)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
@@ -278,7 +281,7 @@ def evaluate(
         report = run_evaluation(
             data, output, scales=tuple(scales), models=tuple(names), modality=modality, degradation=degradation,
             save_images=save_images, seed=seed, show_ids=show_ids, progress=not no_progress and not quiet, device=device,
-            trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle),
+            trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle), classes=classes.split(","),
         )
     except MedsrError as err:
         raise _fail(err, verbose) from None

@@ -25,8 +25,10 @@ See docs/metrics.md for the metric definitions and the statistics.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 import re
 import sys
 import warnings
@@ -44,6 +46,7 @@ from medsr import __version__
 from medsr import meta as mk
 from medsr.errors import InputError, MedsrError, OutputError, UsageError
 from medsr.metrics import METRICS, compute_metrics, psnr
+from medsr.privacy import KEY_FILE, Redactor, one_line
 from medsr.typing import MODALITIES, SCALES, PathLike
 
 __all__ = [
@@ -124,6 +127,7 @@ class Case:
         label: the finding class (``"all"`` when none).
         modality: a datalist's modality override, or ``None``.
         key: a stable text (path relative to the data root) that seeds the degradation.
+        origin: where the case came from, for the private key file (``datalist row 3``).
     """
 
     source: Any
@@ -131,6 +135,7 @@ class Case:
     label: str
     modality: str | None
     key: str
+    origin: str = ""
 
 
 def _load_source(item: Any) -> Any:
@@ -146,17 +151,37 @@ def _check_modality(value: str | None, where: str) -> str | None:
     return text
 
 
+MAX_DATALIST_BYTES = 64 << 20
+"""Largest datalist file medsr parses."""
+
+
 def _datalist_entries(path: Path) -> list[dict[str, Any]]:
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or "image" not in reader.fieldnames:
-                raise InputError(f"datalist {path} needs a column named `image`; it has {reader.fieldnames}.")
-            return [dict(r) for r in reader]
+    """The rows of a datalist, each checked: ``image`` a path or a non-empty list of paths, other fields text."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise InputError(f"datalist {path} is not readable JSON: {err}") from err
+        if path.stat().st_size > MAX_DATALIST_BYTES:
+            raise InputError(f"the datalist is larger than {MAX_DATALIST_BYTES >> 20} MB; split it.")
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read the datalist ({err.strerror or err}).") from err
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(f"the datalist is not UTF-8 text (byte {err.start}); save it as UTF-8.") from err
+    if path.suffix.lower() == ".csv":
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            if reader.fieldnames is None or "image" not in reader.fieldnames:
+                raise InputError(f"the datalist CSV needs a column named `image`; it has {len(reader.fieldnames or [])} other columns.")
+            doc: Any = [{k: v for k, v in r.items() if k is not None} for r in reader]
+        except csv.Error as err:
+            raise InputError(f"the datalist CSV cannot be parsed ({one_line(err)}).") from err
+    else:
+        try:
+            doc = json.loads(text)
+        except RecursionError as err:
+            raise InputError("the datalist JSON is nested too deeply to be a datalist.") from err
+        except ValueError as err:
+            raise InputError(f"the datalist is not readable JSON: {one_line(err)}") from err
     if isinstance(doc, dict):
         for key in ("data", "test", "testing", "validation", "training"):
             if isinstance(doc.get(key), list):
@@ -164,10 +189,37 @@ def _datalist_entries(path: Path) -> list[dict[str, Any]]:
                 break
     if not isinstance(doc, list) or not all(isinstance(e, dict) and "image" in e for e in doc):
         raise InputError(
-            f"datalist {path} must be a list of objects with an `image` key "
+            "the datalist must be a list of objects with an `image` key "
             "(or hold one under `data`, `test`, `testing`, `validation` or `training`)."
         )
+    for i, entry in enumerate(doc):
+        image = entry["image"]
+        paths = image if isinstance(image, list) else [image]
+        if not paths or not all(isinstance(p, str) and p.strip() and "\x00" not in p for p in paths):
+            raise InputError(
+                f"datalist row {i + 1}: `image` must be a file path or a non-empty list of file paths, "
+                f"got {_kind(image)}; fix that row."
+            )
+        for field in ("class", "label", "modality"):
+            if entry.get(field) is not None and not isinstance(entry[field], (str, int)):
+                raise InputError(f"datalist row {i + 1}: `{field}` must be text, got {_kind(entry[field])}; fix that row.")
     return doc
+
+
+def _kind(value: Any) -> str:
+    """A description of a JSON value that quotes none of it."""
+    if isinstance(value, list):
+        return f"a list of {len(value)} item(s)" + ("" if all(isinstance(v, str) for v in value) else " that are not all text")
+    if isinstance(value, str):
+        return "an empty text" if not value.strip() else "a text with a NUL character"
+    return f"a {type(value).__name__}"
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long, a NUL: the case fails when it is read
+        return False
 
 
 def collect_cases(data: PathLike, *, modality: str = "auto", exclude: PathLike | None = None) -> list[Case]:
@@ -193,16 +245,17 @@ def collect_cases(data: PathLike, *, modality: str = "auto", exclude: PathLike |
             image = entry["image"]
             files = [Path(p) for p in image] if isinstance(image, list) else [Path(str(image))]
             files = [f if f.is_absolute() else root.parent / f for f in files]
-            if len(files) == 1 and files[0].is_dir():
-                items = discover_inputs(files[0])
-                if len(items) != 1:
-                    raise InputError(f"datalist {root} row {i + 1}: {files[0]} holds {len(items)} images, expected one.")
-                source, path = _load_source(items[0]), files[0]
-            else:
-                source, path = (files if len(files) > 1 else files[0]), files[0]
+            source, path = (files if len(files) > 1 else files[0]), files[0]
+            if len(files) == 1 and _is_dir(files[0]):
+                try:
+                    items = discover_inputs(files[0])
+                except InputError:
+                    items = []
+                if len(items) == 1:  # otherwise reading the folder fails with its own message, in errors.csv
+                    source = _load_source(items[0])
             label = str(entry.get("class") or entry.get("label") or CLASS_ALL).strip() or CLASS_ALL
-            mod = _check_modality(entry.get("modality"), f"datalist {root} row {i + 1}") or default_mod
-            cases.append(Case(source, path, label, mod, str(image)))
+            mod = _check_modality(entry.get("modality"), f"datalist row {i + 1}") or default_mod
+            cases.append(Case(source, path, label, mod, str(image), origin=f"datalist row {i + 1}"))
     else:
         base = root if root.is_dir() else root.parent
         for item in discover_inputs(root):
@@ -216,7 +269,7 @@ def collect_cases(data: PathLike, *, modality: str = "auto", exclude: PathLike |
             if is_series and len(parts) == 1:
                 label = CLASS_ALL
             key = ("/".join(parts) or p.name) + (f"#{item.series_uid}" if getattr(item, "series_uid", "") else "")
-            cases.append(Case(_load_source(item), p, label, default_mod, key))
+            cases.append(Case(_load_source(item), p, label, default_mod, key, origin=key))
     if not cases:
         raise InputError(f"{root} contains no images (DICOM, NIfTI, PNG, TIFF or JPEG).")
     return sorted(cases, key=lambda c: (c.label, str(c.path)))
@@ -747,12 +800,12 @@ def _json_safe(v: Any) -> Any:
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    from medsr.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)
-    tmp.replace(path)
 
 
 def _fmt(v: Any) -> Any:
@@ -830,6 +883,7 @@ def run_evaluation(
     upscaler_factory: Callable[[str, int], Any] | None = None,
     trust_bundle: bool = False,
     log: Callable[[str], Any] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Path:
     """Evaluate ``models`` against bicubic on the HR images in ``data``; write results to ``outdir``.
 
@@ -844,7 +898,9 @@ def run_evaluation(
             ``"modality"`` (the modality's physics simulator, seeded per image from ``seed``).
         save_images: also write every model output under ``outdir/images``.
         seed: seeds the degradations and the bootstrap.
-        show_ids: write file paths instead of anonymous case ids (``case-0001``).
+        show_ids: write file paths and every class label instead of pseudonyms (``case-0001``,
+            ``class-01``; :class:`medsr.privacy.Redactor`, whose private key file
+            ``outdir/case-key.private.csv`` maps them back to the inputs).
         progress: show a progress bar on stderr.
         device: ``"cpu"`` or ``"cuda"`` for the networks.
         n_resamples: bootstrap resamples per confidence interval.
@@ -854,6 +910,13 @@ def run_evaluation(
             :func:`medsr.inference.load_upscaler` on ``device`` (tests inject fakes).
         trust_bundle, log: passed to :func:`medsr.inference.load_upscaler` (bundles
             that medsr does not ship need ``trust_bundle``; ``log`` hears which config runs).
+        classes: the declared class labels, shown as they are without ``show_ids``
+            (default :data:`medsr.privacy.DEFAULT_CLASSES`).
+
+    medsr deletes nothing it did not create: the panel folder ``cases/`` is replaced only
+    when it holds medsr's marker (:data:`CASES_MARKER`); an input inside ``outdir`` (a
+    folder's images are skipped, a datalist's are refused) is never written over; the
+    folder is locked against a concurrent run (:func:`medsr.batch.output_lock`).
 
     Returns:
         ``outdir/report.html`` when ``report`` is true, else ``outdir/summary.json``.
@@ -866,14 +929,74 @@ def run_evaluation(
     _check_modality(modality, "`modality`")
     out = Path(outdir).expanduser()
     data_path = Path(data).expanduser()
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output {out} exists and is not a folder; choose another -o.")
+    from medsr.batch import check_output_folder, output_lock
+
+    check_output_folder(out)
     if data_path.exists() and out.resolve() == data_path.resolve():
-        raise OutputError(f"output {out} is the input folder; choose another -o.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create output folder {out}: {err.strerror or err}") from err
+        raise OutputError(f"output {one_line(out)} is the input folder; choose another -o.")
+    with output_lock(out):
+        return _run_evaluation(
+            data_path, out, scales=scales, models=models, modality=modality, degradation=degradation,
+            save_images=save_images, seed=seed, show_ids=show_ids, progress=progress, device=device,
+            n_resamples=n_resamples, confidence=confidence, report=report, upscaler_factory=upscaler_factory,
+            trust_bundle=trust_bundle, log=log, classes=classes,
+        )
+
+
+CASES_MARKER = ".medsr-cases"
+"""File medsr writes in the ``cases/`` folder it creates; only a folder holding it is ever deleted."""
+
+
+def _check_cases_dir(cases_dir: Path) -> None:
+    """``cases/`` must be absent or medsr's own (a real folder holding :data:`CASES_MARKER`)."""
+    if cases_dir.is_symlink() or (cases_dir.exists() and not cases_dir.is_dir()):
+        raise OutputError(
+            f"{one_line(cases_dir)} is not a folder medsr created (a link or a file); move it or choose another -o."
+        )
+    if cases_dir.is_dir() and not (cases_dir / CASES_MARKER).is_file():
+        raise OutputError(
+            f"{one_line(cases_dir)} was not created by medsr evaluate (no {CASES_MARKER} marker) and would be replaced; "
+            "move it or choose another -o."
+        )
+
+
+def _inputs_inside(cases: Sequence[Case], out: Path) -> Case | None:
+    """The first case with a file inside ``out`` (the output folder), if any."""
+    ro = out.resolve()
+    for c in cases:
+        for f in c.source if isinstance(c.source, (list, tuple)) else [c.source, c.path]:
+            try:
+                if Path(f).resolve().is_relative_to(ro):
+                    return c
+            except (OSError, RuntimeError, ValueError):
+                continue
+    return None
+
+
+def _run_evaluation(
+    data_path: Path,
+    out: Path,
+    *,
+    scales: tuple[int, ...],
+    models: Sequence[str],
+    modality: str,
+    degradation: str,
+    save_images: bool,
+    seed: int,
+    show_ids: bool,
+    progress: bool,
+    device: str,
+    n_resamples: int,
+    confidence: float,
+    report: bool,
+    upscaler_factory: Callable[[str, int], Any] | None,
+    trust_bundle: bool,
+    log: Callable[[str], Any] | None,
+    classes: Sequence[str] | None,
+) -> Path:
+    """:func:`run_evaluation` once the output folder is checked and locked."""
+    cases_dir = out / "cases"
+    _check_cases_dir(cases_dir)
 
     if upscaler_factory is None:
         from medsr.inference import load_upscaler
@@ -899,7 +1022,19 @@ def run_evaluation(
     gan_ref = {m: (pixel_models[0] if pixel_models else REFERENCE) for m in model_labels if is_gan[m]}
 
     cases = collect_cases(data_path, modality=modality, exclude=out)
-    ids = {id(c): f"case-{i + 1:04d}" for i, c in enumerate(cases)}
+    inside = _inputs_inside(cases, out)
+    if inside is not None:
+        raise OutputError(
+            f"the datalist names an input inside the output folder {one_line(out)} ({inside.origin or 'a row'}); "
+            "medsr writes and replaces files there: choose another -o."
+        )
+    red = Redactor(show_ids=show_ids, classes=classes)
+    red.register("<data>", data_path, kind="data")
+    ids = {
+        id(c): red.case(c.path, files=c.source if isinstance(c.source, (list, tuple)) else (), detail=c.origin)
+        for c in cases
+    }
+    labels = {id(c): red.label(c.label) for c in cases}
     rows: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = []
 
@@ -912,7 +1047,7 @@ def run_evaluation(
         task = bar.add_task("evaluate", total=len(cases) * len(scales))
         for case in cases:
             cid = ids[id(case)]
-            shown = str(case.path) if show_ids else cid
+            shown = red.shown(cid, case.path)
             advanced = 0
             try:
                 img = load(case)
@@ -925,7 +1060,7 @@ def run_evaluation(
                     for label in model_labels:
                         sr = _upscale(upscalers[(label, s)], prep)
                         r = {
-                            "case": cid, "path": shown, "modality": mod, "class": case.label, "format": fmt,
+                            "case": cid, "path": shown, "modality": mod, "class": labels[id(case)], "format": fmt,
                             "size": size, "model": label, "is_gan": is_gan[label], "scale": s,
                         }
                         r.update(compute_metrics(sr, prep.hr, scale=s))
@@ -938,21 +1073,58 @@ def run_evaluation(
                     advanced += 1
                 rows.extend(case_rows)
             except (MedsrError, OSError, ValueError, RuntimeError, MemoryError) as err:
-                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                if not show_ids:  # file names can carry patient names or IDs
-                    reason = reason.replace(str(case.path), cid)
-                bar.console.print(f"medsr: skipped {shown}: {reason}", markup=False, highlight=False)
+                reason = red.text(str(err).splitlines()[0] if str(err) else type(err).__name__)
+                bar.console.print(f"medsr: skipped {shown}: {reason}", markup=False, highlight=False, soft_wrap=True)
                 errors.append((shown, reason))
                 bar.advance(task, len(scales) - advanced)
 
-    err_path = out / "errors.csv"
-    if errors:
-        _write_csv(err_path, ["path", "reason"], errors)
-    elif err_path.exists():
-        err_path.unlink()
-    if not rows:
-        raise InputError(f"no image in {data_path} could be evaluated (see {err_path}).")
+    from medsr.batch import write_errors_csv
 
+    err_path = out / "errors.csv"
+    try:
+        red.write_key(out / KEY_FILE)
+        if errors:
+            write_errors_csv(err_path, errors)
+        elif err_path.is_file() and not err_path.is_symlink():
+            err_path.unlink()
+    except OSError as err:
+        raise OutputError(f"cannot write in {one_line(out)} ({err.strerror or err}); free space or choose another -o.") from err
+    if not rows:
+        raise InputError(f"no image could be evaluated (see {one_line(err_path)}).")
+    try:
+        return _write_results(
+            out, rows, errors, cases, ids, model_labels, upscalers, gan_ref, load, red, cases_dir, data_path,
+            scales=scales, modality=modality, degradation=degradation, seed=seed, show_ids=show_ids,
+            n_resamples=n_resamples, confidence=confidence, report=report,
+        )
+    except OSError as err:
+        raise OutputError(f"cannot write the results in {one_line(out)} ({err.strerror or err}); free space or choose another -o.") from err
+
+
+def _write_results(
+    out: Path,
+    rows: list[dict[str, Any]],
+    errors: list[tuple[str, str]],
+    cases: list[Case],
+    ids: dict[int, str],
+    model_labels: list[str],
+    upscalers: dict[tuple[str, int], Any],
+    gan_ref: dict[str, str],
+    load: Callable[[Case], Any],
+    red: Redactor,
+    cases_dir: Path,
+    data_path: Path,
+    *,
+    scales: tuple[int, ...],
+    modality: str,
+    degradation: str,
+    seed: int,
+    show_ids: bool,
+    n_resamples: int,
+    confidence: float,
+    report: bool,
+) -> Path:
+    """Tables, case panels, summary and report of a finished evaluation."""
     _write_csv(out / "metrics.csv", METRIC_COLUMNS, ([_fmt(r[c]) for c in METRIC_COLUMNS] for r in rows))
     groups = summarize(rows, n_resamples=n_resamples, confidence=confidence, seed=seed)
     selections = select_cases(rows)
@@ -965,11 +1137,13 @@ def run_evaluation(
         by_case[(sel["case"], sel["scale"])].add(sel["model"])
     panels: dict[str, dict[str, Any]] = {}
     case_of = {ids[id(c)]: c for c in cases}
-    cases_dir = out / "cases"
-    if cases_dir.exists():
+    _check_cases_dir(cases_dir)  # checked again: only medsr's own folder is replaced
+    if cases_dir.is_dir():
         import shutil
 
         shutil.rmtree(cases_dir)
+    cases_dir.mkdir()
+    (cases_dir / CASES_MARKER).write_text("written by medsr evaluate; medsr replaces this folder on its next run here\n")
     for (cid, s), wanted in sorted(by_case.items()):
         case = case_of[cid]
         need = {REFERENCE} | wanted | {gan_ref[m] for m in wanted if m in gan_ref}
@@ -979,11 +1153,12 @@ def run_evaluation(
             refs = {m: gan_ref[m] for m in wanted if m in gan_ref}
             folder = cases_dir / f"{cid}_x{s}"
             panel = _render_panels(cid, case, prep, outputs, refs, folder, s)
-            panel["path"] = str(case.path) if show_ids else cid
+            panel["class"] = red.label(case.label)
+            panel["path"] = red.shown(cid, case.path)
             (folder / "panel.json").write_text(json.dumps(_json_safe(panel), indent=1), encoding="utf-8")
             panels[f"{cid}_x{s}"] = panel
         except (MedsrError, OSError, ValueError, RuntimeError, MemoryError) as err:
-            print(f"medsr: no case panel for {cid} x{s}: {str(err).splitlines()[0]}", file=sys.stderr)
+            print(f"medsr: no case panel for {cid} x{s}: {red.text(str(err).splitlines()[0] if str(err) else type(err).__name__)}", file=sys.stderr)
     for sel in selections:
         key = f"{sel['case']}_x{sel['scale']}"
         sel["panel"] = f"cases/{key}" if key in panels else None
@@ -992,7 +1167,7 @@ def run_evaluation(
         "medsr_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": {
-            "data": str(data_path) if show_ids else None,
+            "data": one_line(data_path) if show_ids else None,
             "scales": list(scales),
             "models": model_labels,
             "gan_models": {m: gan_ref[m] for m in gan_ref},
@@ -1014,9 +1189,10 @@ def run_evaluation(
         "sources": _sources(rows),
         "cases": selections,
     }
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(_json_safe(summary), indent=1, allow_nan=False), encoding="utf-8")
-    tmp.replace(out / "summary.json")
+    from medsr.io import atomic_path
+
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(_json_safe(summary), indent=1, allow_nan=False), encoding="utf-8")
     header, srows = _summary_csv_rows(groups)
     _write_csv(out / "summary.csv", header, srows)
 

@@ -938,22 +938,15 @@ def _memory_budget(device: torch.device, out_bytes: int = 0) -> int:
 
 
 def _available_ram() -> int:
-    """RAM that can be allocated without swapping: Linux's MemAvailable (free + reclaimable page cache).
+    """RAM that can be allocated without swapping (:func:`medsr.io._common.available_memory`: Linux's
+    MemAvailable, free + reclaimable page cache, bounded by the cgroup and RLIMIT_AS).
 
     Free pages alone (``SC_AVPHYS_PAGES``) shrink as the page cache fills with the
     files just read, which made the tile plan depend on what ran before.
     """
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
+    from medsr.io._common import available_memory
+
+    return available_memory()
 
 
 def _product(per_axis: list[list[Any]]) -> Iterator[tuple[Any, ...]]:
@@ -1026,14 +1019,23 @@ def _parse_bundle(info: BundleInfo, scale: int) -> tuple[nn.Module, dict[str, An
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(info.inference_config))
+    try:
+        parser.read_config(str(info.inference_config))
+    except (ValueError, OSError, RecursionError, TypeError, AttributeError) as err:  # JSON/YAML errors are ValueErrors
+        raise UsageError(
+            f"bundle {info.name!r}: {info.inference_config} is not a readable config ({_first_line(err)}); fix the file."
+        ) from err
+    if not isinstance(parser.get(), dict):
+        raise UsageError(f"bundle {info.name!r}: {info.inference_config} must hold a JSON object; fix the file.")
     parser["bundle_root"] = str(info.root)
     if "scale" in parser.get():
         parser["scale"] = scale
     try:
         net = parser.get_parsed_content("network_def", instantiate=True)
     except Exception as err:  # a broken third-party config: report, do not trace back
-        raise UsageError(f"bundle {info.name!r}: cannot build `network_def` from {info.inference_config}: {err}") from err
+        raise UsageError(
+            f"bundle {info.name!r}: cannot build `network_def` from {info.inference_config}: {_first_line(err)}"
+        ) from err
     extras = {k: parser.get(k) for k in ("is_gan", "spatial_dims", "halo") if k in parser.get()}
     return net, extras
 
@@ -1091,6 +1093,14 @@ def load_upscaler(
     )
 
 
+def _first_line(err: BaseException) -> str:
+    """An exception's first line, printable; never torch's advice to load with ``weights_only=False``."""
+    from medsr.privacy import one_line
+
+    lines = [ln for ln in str(err).splitlines() if ln.strip() and "weights_only" not in ln]
+    return one_line(lines[0] if lines else type(err).__name__, 300)
+
+
 def load_weights(net: nn.Module, path: PathLike, *, name: str = "bundle") -> nn.Module:
     """Load a weights-only checkpoint (a state dict, or ``{"model": state_dict}``) into ``net``, strictly."""
     path = Path(path)
@@ -1098,14 +1108,20 @@ def load_weights(net: nn.Module, path: PathLike, *, name: str = "bundle") -> nn.
         raise UsageError(f"{name}: weights file {path} is missing.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UsageError(f"{name}: cannot load {path} as a weights-only checkpoint: {err}") from err
+    except Exception as err:  # torch's own text is several lines and suggests unsafe loading: never repeat it
+        raise UsageError(
+            f"{name}: {path} is not a weights-only checkpoint (it holds objects other than tensors and plain "
+            f"numbers, or is damaged: {type(err).__name__}); medsr loads only such files, export the state dict "
+            "with torch.save(model.state_dict(), path)."
+        ) from err
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
+    if not isinstance(state, dict):
+        raise UsageError(f"{name}: {path} holds a {type(state).__name__}, not a state dict of tensors.")
     try:
         net.load_state_dict(state)
-    except RuntimeError as err:
-        raise UsageError(f"{name}: {path.name} does not match its network_def: {str(err).splitlines()[0]}") from err
+    except (RuntimeError, TypeError, ValueError, AttributeError) as err:
+        raise UsageError(f"{name}: {path.name} does not match its network_def: {_first_line(err)}") from err
     return net
 
 
@@ -1308,11 +1324,14 @@ def upscale_path(
             return None
         return writer.submit(write, out_img, out)
 
+    from medsr.io._common import expect_output
+
     try:
-        result = run_batch(
-            items, outputs, work, resume=resume, overwrite=overwrite, progress=progress, verbose=verbose,
-            description=f"{who}upscale x{upscaler.scale} {upscaler.name}", errors_csv=errors_csv,
-        )
+        with expect_output(upscaler.scale**2):  # readers refuse, before decoding, what would not fit in memory
+            result = run_batch(
+                items, outputs, work, resume=resume, overwrite=overwrite, progress=progress, verbose=verbose,
+                description=f"{who}upscale x{upscaler.scale} {upscaler.name}", errors_csv=errors_csv, lock=world == 1,
+            )
     finally:
         if writer is not None:
             writer.shutdown(wait=True)

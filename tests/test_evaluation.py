@@ -257,8 +257,13 @@ def test_run_evaluation_writes_every_output(dataset: Path, tmp_path: Path) -> No
     assert {r["model"] for r in rows} == {"bicubic", "sharp", "gan"}
     assert {r["class"] for r in rows} == {"Covid", "Normal"}
     assert all(r["path"].startswith("case-") and r["path"] == r["case"] for r in rows)
-    text = "".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.suffix in (".csv", ".json", ".html"))
+    from medsr.privacy import KEY_FILE
+
+    text = "".join(
+        p.read_text(errors="ignore") for p in out.rglob("*") if p.suffix in (".csv", ".json", ".html") and p.name != KEY_FILE
+    )
     assert "smith" not in text and "jones" not in text
+    assert "patient_smith_0" in (out / KEY_FILE).read_text()  # only the private key file maps them back
     for r in rows:
         assert 10 < float(r["psnr"]) < 80 and 0 < float(r["ssim"]) <= 1
         assert math.isfinite(float(r["consistency_psnr"]))

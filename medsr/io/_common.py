@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import secrets
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ContextDecorator, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,9 @@ __all__ = [
     "MAX_PIXELS",
     "DEFLATE_SLACK_BYTES",
     "check_declared_size",
+    "available_memory",
+    "expect_output",
+    "check_memory",
     "SOURCE_INFO",
     "IO_MODALITIES",
     "DICOM_SUFFIXES",
@@ -59,6 +64,86 @@ def check_declared_size(path: PathLike, declared_bytes: int, stored_bytes: int, 
         raise InputError(
             f"{path}: the header declares {what} ({declared_bytes} bytes of pixels) but the file holds only "
             f"{stored_bytes} bytes; the file is truncated or corrupt (its header is wrong)."
+        )
+
+
+_OUTPUT_FACTOR: ContextVar[int] = ContextVar("medsr_output_factor", default=1)
+
+BYTES_PER_INPUT_PIXEL = 8
+"""Besides its stored bytes, each input pixel costs a float32 image and a float32 normalised copy."""
+
+BYTES_PER_OUTPUT_PIXEL = 12
+"""Each output pixel costs the float32 network output plus the writer's copy in the stored type (at most
+8 bytes: DICOM stored integers and their encoded bytes, a NIfTI/TIFF cast, a PNG's integers) and blocks."""
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: the least of Linux's MemAvailable, the cgroup's
+    ``memory.max`` minus its use, and ``RLIMIT_AS`` minus the address space already mapped."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        cg = Path("/sys/fs/cgroup")
+        top = (cg / "memory.max").read_text().strip()
+        if top != "max":
+            limits.append(int(top) - int((cg / "memory.current").read_text().strip()))
+    except (OSError, ValueError):
+        pass
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as f:
+                mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            limits.append(soft - mapped)
+    except (OSError, ValueError, IndexError):
+        pass
+    if not limits:
+        try:
+            limits.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return 4 << 30
+    return max(0, min(limits))
+
+
+@contextmanager
+def expect_output(factor: int) -> Iterator[None]:
+    """While active, readers budget for an output ``factor`` times the input's pixels (x2 in-plane: 4).
+
+    Set by ``medsr.inference.upscale_path`` around a batch; :func:`check_memory` uses it. It
+    follows the thread's context (also into forked DataLoader workers).
+    """
+    token = _OUTPUT_FACTOR.set(max(1, int(factor)))
+    try:
+        yield
+    finally:
+        _OUTPUT_FACTOR.reset(token)
+
+
+def check_memory(path: PathLike, pixels: int, stored_bytes: int = 2) -> None:
+    """Refuse, before decoding, an image whose processing would need more memory than is available.
+
+    The estimate: ``pixels * (stored_bytes + 8)`` for the input (decoded pixels, float32 image,
+    normalised copy) plus ``pixels * factor * 12`` for the output of the planned upscaling
+    (:func:`expect_output`), so a small file that declares a large image fails with one line
+    instead of being ended by the OOM killer.
+    """
+    factor = _OUTPUT_FACTOR.get()
+    need = int(pixels) * (int(stored_bytes) + BYTES_PER_INPUT_PIXEL) + int(pixels) * factor * BYTES_PER_OUTPUT_PIXEL
+    if need <= 64 << 20:  # small images: never worth reading /proc
+        return
+    avail = available_memory()
+    if need > avail:
+        what = f"to upscale it ({factor}x the pixels out)" if factor > 1 else "to read it"
+        raise InputError(
+            f"{path}: {pixels} pixels need about {need / 2**30:.1f} GiB of memory {what}, but only "
+            f"{avail / 2**30:.1f} GiB are available; crop or split the image, or use a machine with more memory."
         )
 
 
@@ -249,6 +334,19 @@ def _remove(path: Path) -> None:
             pass
 
 
+NAME_MAX = 255
+"""Longest file name (bytes) of common file systems (ext4, xfs, btrfs, tmpfs)."""
+
+
+def _fit_name(base: str, reserved: int) -> str:
+    """``base`` shortened (whole characters) so that it and ``reserved`` more bytes fit in :data:`NAME_MAX`."""
+    budget = NAME_MAX - reserved
+    raw = base.encode("utf-8", "surrogateescape")
+    if len(raw) <= budget:
+        return base
+    return raw[:budget].decode("utf-8", "ignore") or "medsr"
+
+
 @contextmanager
 def atomic_path(final: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; move it onto ``final`` on success, delete it on error.
@@ -268,13 +366,13 @@ def atomic_path(final: PathLike) -> Iterator[Path]:
     suffix = full_suffix(final)
     suffix = final.name[len(final.name) - len(suffix) :] if suffix else ""
     base = final.name[: len(final.name) - len(suffix)] if suffix else final.name
-    tmp = final.parent / f".{base}.{secrets.token_hex(4)}.tmp{suffix}"
+    tmp = final.parent / f".{_fit_name(base, len(suffix.encode()) + 15)}.{secrets.token_hex(4)}.tmp{suffix}"
     try:
         yield tmp
         if not tmp.exists():
             raise OutputError(f"{final}: the writer produced no output; nothing was written.")
         if tmp.is_dir() and final.exists():
-            old = final.parent / f".{base}.{secrets.token_hex(4)}.old"
+            old = final.parent / f".{_fit_name(base, 15)}.{secrets.token_hex(4)}.old"
             os.replace(final, old)
             try:
                 os.replace(tmp, final)

@@ -28,6 +28,8 @@ spacing, SOP references without a SOP Class UID, a missing Frame of Reference UI
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +47,7 @@ import medsr
 from medsr import meta as mk
 from medsr.errors import InputError, OutputError
 
-from ._common import MAX_PIXELS, as_affine4, build_meta, quiet_pydicom
+from ._common import MAX_PIXELS, SOURCE_INFO, as_affine4, build_meta, check_memory, quiet_pydicom
 from .discover import is_dicom_candidate
 
 try:  # pydicom >= 3
@@ -235,6 +237,10 @@ def _pixel_data_length(ds: Dataset) -> int | None:
     return None
 
 
+MAX_FRAMES = 1 << 16
+"""Most frames medsr reads from one multi-frame file (enhanced CT/MR hold a few thousand); bounds
+the per-frame work a small file can ask for."""
+
 MAX_COMPRESSION_RATIO = 10000
 """A compressed DICOM whose declared pixels need more than this many times its compressed pixel data
 (plus 256 MiB, room for blank images that compress extremely well) is refused as corrupt before decoding."""
@@ -271,6 +277,10 @@ def _check_image_header(ds: Dataset, path: Path) -> None:
             f"{path}: declared size {cols}x{rows}x{frames} = {rows * cols * frames} pixels exceeds medsr's limit of "
             f"{MAX_PIXELS} pixels; crop or split the image first."
         )
+    if frames > MAX_FRAMES:
+        raise InputError(
+            f"{path}: NumberOfFrames={frames} exceeds medsr's limit of {MAX_FRAMES} frames; split the file first."
+        )
     bits = _header_int(ds, "BitsAllocated", 0, path)
     float_pixels = 0x7FE00010 not in ds
     if bits not in (8, 16, 32, 64) or (bits == 64 and not float_pixels):
@@ -292,6 +302,7 @@ def _check_image_header(ds: Dataset, path: Path) -> None:
             f"{path}: {length} bytes of compressed pixel data cannot hold the declared {cols}x{rows}x{frames} "
             "pixels; the file is truncated or corrupt (its header is wrong)."
         )
+    check_memory(path, rows * cols * frames, max(1, bits // 8))
     if "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) != frames:
         raise InputError(
             f"{path}: NumberOfFrames is {frames} but the file describes {len(ds.PerFrameFunctionalGroupsSequence)} "
@@ -472,22 +483,30 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
             f"{path}: decoded {arr.size} pixels where Rows x Columns x Frames = {rows * cols * frames}; "
             "the file is corrupt."
         )
-    arr = arr.reshape(frames, rows, cols)
+    # rows of all frames as one (frames * rows, cols) array, converted in blocks of ~1 M pixels
+    # whatever the frame size: a file of many tiny frames costs no Python loop per frame
+    arr = arr.reshape(frames * rows, cols)
     is_float = arr.dtype.kind == "f"
     monochrome1 = _photometric(ds) == "MONOCHROME1"
     lo, hi = _stored_range(ds)
-    enhanced_rescale = not is_float and _rescale(ds, 0) is not None
+    rescale_rows = None  # per-row (slope, intercept) of an enhanced file's per-frame Pixel Value Transformation
+    if not is_float and _rescale(ds, 0) is not None:
+        if "PerFrameFunctionalGroupsSequence" in ds:
+            per_frame = np.array([_rescale(ds, f) or (1.0, 0.0) for f in range(frames)], dtype=np.float64)
+        else:
+            per_frame = np.array([_rescale(ds, 0)], dtype=np.float64)
+        rescale_rows = per_frame
     out = np.empty(arr.shape, dtype=np.float32)
     step = max(1, _STORED_CHUNK // max(1, cols))  # float64 temporaries of a few rows, not of a whole radiograph
-    for f, a in ((f, a) for f in range(frames) for a in range(0, rows, step)):
-        frame = arr[f, a : a + step]
+    for a in range(0, frames * rows, step):
+        frame = arr[a : a + step]
         if monochrome1:
             frame = -frame.astype(np.float64) if is_float else (lo + hi) - frame.astype(np.int64)
         if is_float:
             values = np.asarray(frame, dtype=np.float64)
-        elif enhanced_rescale:
-            slope, intercept = _rescale(ds, f) or (1.0, 0.0)
-            values = frame * slope + intercept
+        elif rescale_rows is not None:
+            which = np.minimum(np.arange(a, a + frame.shape[0]) // rows, len(rescale_rows) - 1)
+            values = frame * rescale_rows[which, :1] + rescale_rows[which, 1:]
         else:
             try:
                 values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
@@ -504,8 +523,8 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
                 f"{path}: pixel values reach {float(np.abs(values).max()):.3g} after the Modality LUT "
                 "(RescaleSlope/Intercept), beyond 32-bit float range; the header is corrupt."
             )
-        out[f, a : a + step] = values
-    return out
+        out[a : a + step] = values
+    return out.reshape(frames, rows, cols)
 
 
 def _release_pixels(ds: Dataset) -> None:
@@ -579,8 +598,14 @@ def _affine_lps(ds: Dataset, kvec: np.ndarray | None, origin: np.ndarray | None)
     return a
 
 
+def _float_bits(ds: Dataset) -> int:
+    """32 or 64 for Float / Double Float Pixel Data, 0 for integer pixels (read before the pixels are released)."""
+    return 64 if 0x7FE00009 in ds else 32 if 0x7FE00008 in ds else 0
+
+
 def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tuple[int, ...], n_files: int,
-          modality: str | None) -> dict[str, Any]:
+          modality: str | None, float_bits: int = 0, slice_rescale: list[tuple[float, float]] | None = None,
+          ) -> dict[str, Any]:
     slope, intercept = (1.0, 0.0)
     rescale = _rescale(ds, 0)
     if rescale is not None:
@@ -602,8 +627,31 @@ def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tupl
         slope=slope,
         intercept=intercept,
         header_json=_header_json(ds),
-        source_info={"transfer_syntax": ts, "n_files": n_files, "sop_class": str(ds.get("SOPClassUID", ""))},
+        source_info={"transfer_syntax": ts, "n_files": n_files, "sop_class": str(ds.get("SOPClassUID", "")),
+                     "float_bits": float_bits, **({"slice_rescale": slice_rescale} if slice_rescale else {})},
     )
+
+
+def _frame_orientation(ds: Dataset, frame: int) -> np.ndarray | None:
+    item = _fg_item(ds, "PlaneOrientationSequence", frame)
+    iop = item.get("ImageOrientationPatient") if item is not None else ds.get("ImageOrientationPatient")
+    try:
+        v = np.asarray([float(x) for x in iop], dtype=np.float64) if iop is not None else None
+    except (TypeError, ValueError):
+        return None
+    return v if v is not None and v.shape == (6,) and np.isfinite(v).all() else None
+
+
+def _check_frame_orientations(ds: Dataset, path: Path, frames: int) -> None:
+    """The frames of a multi-frame file must share one orientation to be one volume (as slices of a series must)."""
+    first = _frame_orientation(ds, 0)
+    for f in range(1, frames):
+        o = _frame_orientation(ds, f)
+        if (o is None) != (first is None) or (o is not None and not np.allclose(o, first, atol=1e-3)):
+            raise InputError(
+                f"{path}: frame {f + 1} has another ImageOrientationPatient than frame 1 (a localiser or a "
+                "multi-planar file); its frames are not one volume, split the file by orientation first."
+            )
 
 
 def _read_single(path: Path, modality: str | None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -612,6 +660,8 @@ def _read_single(path: Path, modality: str | None) -> tuple[np.ndarray, dict[str
     frames = _nframes(ds)
     multiframe = "NumberOfFrames" in ds or "PerFrameFunctionalGroupsSequence" in ds
     kvec, origin = None, _position(ds)
+    if multiframe and frames > 1 and "PerFrameFunctionalGroupsSequence" in ds:
+        _check_frame_orientations(ds, path, frames)
     if multiframe:
         positions = [_position(ds, f) for f in range(frames)] if "PerFrameFunctionalGroupsSequence" in ds else []
         if positions and all(p is not None for p in positions):
@@ -621,19 +671,21 @@ def _read_single(path: Path, modality: str | None) -> tuple[np.ndarray, dict[str
                 normal = np.cross(*orient) if orient is not None else np.array([0, 0, 1.0])
                 _check_uniform(np.array([p @ normal for p in positions]), str(path), "frames")
                 kvec = (positions[-1] - positions[0]) / (frames - 1)
+    float_bits = _float_bits(ds)
     pixels = _decode(ds, path)  # (frames, rows, cols)
     if frames == 1:
         array = pixels[0].T
     else:
         array = np.transpose(pixels, (2, 1, 0))
     fmt = "dicom_multiframe" if multiframe else "dicom"
-    meta = _meta(ds, path, fmt, _affine_lps(ds, kvec, origin), array.shape, 1, modality)
+    meta = _meta(ds, path, fmt, _affine_lps(ds, kvec, origin), array.shape, 1, modality, float_bits)
     return np.ascontiguousarray(array, dtype=np.float32), meta
 
 
 def _series_label(uid: str, files: list[Path], ds: Dataset) -> str:
-    desc = str(ds.get("SeriesDescription", "") or "")
-    return f"{_shown(uid)} ({len(files)} files{', ' + repr(_shown(desc)) if desc else ''})"
+    """A series named without header strings or UIDs (they can carry identifiers): the short hash
+    of its SeriesInstanceUID that also names its output (medsr.batch.plan_outputs)."""
+    return f"series {hashlib.sha1(uid.encode()).hexdigest()[:8]} ({len(files)} files)"
 
 
 def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -696,12 +748,18 @@ def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tup
             f"{where}: {n} slices of {cols}x{rows} = {rows * cols * n} pixels exceed medsr's limit of "
             f"{MAX_PIXELS} pixels; split the series first."
         )
+    check_memory(where, rows * cols * n, 4)
     volume = np.empty((cols, rows, n), dtype=np.float32)
+    float_bits = _float_bits(items[0][1])
     for k, (p, ds) in enumerate(items):
         volume[:, :, k] = _decode(ds, p)[0].T
     kvec = (positions[-1] - positions[0]) / (n - 1)
     first_path, first = items[0]
-    meta = _meta(first, first_path, "dicom_series", _affine_lps(first, kvec, positions[0]), volume.shape, n, modality)
+    rescales = [(_number(ds.get("RescaleSlope"), 1.0) or 1.0, _number(ds.get("RescaleIntercept"), 0.0) or 0.0)
+                 for _, ds in items]
+    varies = "ModalityLUTSequence" not in first and len(set(rescales)) > 1  # each slice's own, to write it back
+    meta = _meta(first, first_path, "dicom_series", _affine_lps(first, kvec, positions[0]), volume.shape, n, modality,
+                 float_bits, rescales if varies else None)
     return volume, meta
 
 
@@ -761,10 +819,15 @@ def _ds_value(x: float) -> str:
 class _Encoding:
     """The input's stored representation and its inverse Modality LUT."""
 
-    def __init__(self, hdr: Dataset, target: Path):
+    def __init__(self, hdr: Dataset, target: Path, float_bits: int = 0):
         self.target = target
-        if "FloatPixelData" in hdr or "DoubleFloatPixelData" in hdr:
-            raise OutputError(f"{target}: writing float DICOM pixel data is not supported; write NIfTI instead.")
+        self.float_bits = int(float_bits or 0)
+        self.monochrome1 = _photometric(hdr) == "MONOCHROME1"
+        if self.float_bits:  # Float / Double Float Pixel Data: physical values stored as they are
+            self.bits_allocated = self.float_bits
+            self.dtype = np.dtype(f"<f{self.float_bits // 8}")
+            self.lut = None
+            return
         self.bits_allocated = int(hdr.get("BitsAllocated", 16) or 16)
         if self.bits_allocated not in (8, 16, 32):
             raise OutputError(f"{target}: cannot write BitsAllocated={self.bits_allocated}; write NIfTI instead.")
@@ -797,6 +860,8 @@ class _Encoding:
         values = np.asarray(values, dtype=np.float64)
         if not np.isfinite(values).all():
             raise OutputError(f"{self.target}: the image contains NaN or infinite values; nothing was written.")
+        if self.float_bits:
+            return (-values if self.monochrome1 else values).astype(self.dtype)
         if self.lut is not None and rescale is None:
             first, lut = self.lut
             idx = np.clip(np.searchsorted(lut, values), 1, lut.size - 1)
@@ -938,7 +1003,13 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
     nx, ny, nz = values.shape
     if nx > 65535 or ny > 65535:
         raise OutputError(f"{final}: {nx}x{ny} exceeds DICOM's 65535 rows/columns limit; write NIfTI instead.")
-    enc = _Encoding(hdr, final)
+    try:
+        info = json.loads(meta.get(SOURCE_INFO) or "{}")
+        float_bits = int(info.get("float_bits") or 0)
+        slice_rescale = [(float(a), float(b)) for a, b in info.get("slice_rescale") or []]
+    except (TypeError, ValueError, AttributeError):
+        float_bits, slice_rescale = 0, []
+    enc = _Encoding(hdr, final, float_bits if float_bits in (32, 64) else 0)
     lps = _LPS_RAS @ as_affine4(img.affine)
     dx, dy = float(np.linalg.norm(lps[:3, 0])), float(np.linalg.norm(lps[:3, 1]))
     r, c = lps[:3, 0] / dx, lps[:3, 1] / dy
@@ -1023,13 +1094,28 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
         return raw + b"\0" if len(raw) % 2 else raw
 
     def set_pixels(raw: bytes) -> None:
+        if enc.float_bits:  # Float Pixel Data module: no BitsStored/HighBit/PixelRepresentation, no Modality LUT
+            for kw in ("BitsStored", "HighBit", "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "RescaleType",
+                       "SmallestImagePixelValue", "LargestImagePixelValue", "PixelPaddingValue"):
+                if kw in ds:
+                    delattr(ds, kw)
+            ds.BitsAllocated = enc.float_bits
+            if enc.float_bits == 64:
+                ds.DoubleFloatPixelData = raw
+            else:
+                ds.FloatPixelData = raw
+            return
         ds.PixelData = raw
         ds["PixelData"].VR = "OB" if enc.bits_allocated == 8 else "OW"
 
     if fmt == "dicom_series":
+        if not enc.float_bits and enc.lut is None:
+            per_frame_rescale = _slice_rescales(values, enc, slice_rescale)
         target.mkdir()
         width = max(4, len(str(nz)))
         for k in range(nz):
+            if per_frame_rescale[k] is not None:
+                ds.RescaleSlope, ds.RescaleIntercept = (_ds_value(v) for v in per_frame_rescale[k])
             ds.SOPInstanceUID = generate_uid()
             ds.InstanceNumber = k + 1
             if old_ipp is not None:
@@ -1048,6 +1134,23 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
             ds.SliceLocation = _ds_value(old_loc_value + float((positions[0] - old_ipp) @ normal))
     set_pixels(pixel_bytes(0, nz))
     _write_dataset(ds, target, final)
+
+
+def _slice_rescales(values: np.ndarray, enc: _Encoding, known: list[tuple[float, float]]) -> list[tuple[float, float] | None]:
+    """Per-slice (slope, intercept) of a series: the input's own slices' when they differed (same slice count);
+    for any slice whose values the header's rescale cannot store (they would be clipped), one that fits its range."""
+    nz = values.shape[2]
+    out: list[tuple[float, float] | None] = list(known) if len(known) == nz else [None] * nz
+    for k in range(nz):
+        slope, intercept = out[k] or (enc.slope, enc.intercept)
+        lo_v, hi_v = float(values[..., k].min()), float(values[..., k].max())
+        stored = sorted(((lo_v - intercept) / slope, (hi_v - intercept) / slope))
+        if stored[0] >= enc.lo - 0.5 and stored[1] <= enc.hi + 0.5:
+            continue
+        span = max(hi_v - lo_v, 1e-6)
+        new_slope = float(_ds_value(span / (enc.hi - enc.lo) * (1 + 1e-6)))
+        out[k] = (new_slope, float(_ds_value(lo_v - enc.lo * new_slope)))
+    return out
 
 
 def _update_functional_groups(ds: Dataset, *, hdr_positions: list[np.ndarray], iop: tuple[np.ndarray, np.ndarray],

@@ -13,7 +13,7 @@ import numpy as np
 from medsr import meta as mk
 from medsr.errors import InputError, OutputError
 
-from ._common import MAX_PIXELS, SOURCE_INFO, as_affine4, build_meta, check_declared_size, full_suffix
+from ._common import MAX_PIXELS, SOURCE_INFO, as_affine4, build_meta, check_declared_size, check_memory, full_suffix
 
 __all__ = ["CT_MIN_THRESHOLD", "read_nifti", "write_nifti"]
 
@@ -77,6 +77,7 @@ def read_nifti(path: Path, modality: str | None = None) -> tuple[np.ndarray, dic
     if dtype.fields is not None or dtype.kind not in "iuf":
         raise InputError(f"{path}: voxel type {dtype} (colour or complex) is not supported; medsr reads scalar images.")
     _check_stored_size(path, img, n_voxels * dtype.itemsize, shape)
+    check_memory(path, n_voxels, dtype.itemsize)
     try:
         data = img.get_fdata(dtype=np.float32).reshape(shape)
     except Exception as e:

@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from medsr.errors import InputError, OutputError
 
-from ._common import MAX_PIXELS, SOURCE_INFO, build_meta, check_declared_size
+from ._common import MAX_PIXELS, SOURCE_INFO, build_meta, check_declared_size, check_memory
 
 __all__ = ["JPEG_QUALITY", "JPEG_GREY_TOLERANCE", "read_raster", "write_raster"]
 
@@ -76,6 +76,7 @@ def _read_pil(path: Path, kind: str) -> np.ndarray:
             samples = 1 if im.mode == "1" else len(im.getbands()) * (2 if ";16" in im.mode else 1)
             check_declared_size(path, w * h * samples // (8 if im.mode == "1" else 1), os.path.getsize(path), 1100,
                                 f"{w}x{h} pixels")
+            check_memory(path, w * h, samples)
             im.load()
             mode = im.mode
             if mode == "L":
@@ -124,6 +125,7 @@ def _read_tiff(path: Path) -> np.ndarray:
                 raise InputError(f"{path}: {shape} exceeds medsr's limit of {MAX_PIXELS} pixels; crop it first.")
             declared = int(np.prod(shape, dtype=object)) * np.dtype(series.dtype).itemsize
             check_declared_size(path, declared, os.path.getsize(path), 5000, f"an image of shape {shape}")
+            check_memory(path, int(np.prod(shape, dtype=object)) // samples, samples * np.dtype(series.dtype).itemsize)
             arr = np.asarray(series.asarray())
     except InputError:
         raise
@@ -166,6 +168,10 @@ def read_raster(path: Path, kind: str, modality: str | None = None) -> tuple[np.
     return array.astype(np.float32), meta
 
 
+_WRITE_BLOCK = 1 << 20
+"""Pixels converted to the output type at a time (float64 temporaries of ~8 MB)."""
+
+
 def write_raster(img: Any, target: Path, final: Path, kind: str) -> None:
     """Write a 2D single-channel image in the input's bit depth (round + clip for integers)."""
     data = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
@@ -175,9 +181,7 @@ def write_raster(img: Any, target: Path, final: Path, kind: str) -> None:
         raise OutputError(
             f"{final}: {_KIND_NAMES[kind]} holds one 2D greyscale image (1, X, Y), got shape {tuple(data.shape)}."
         )
-    values = data[0].T.astype(np.float64)  # rows x cols
-    if not np.isfinite(values).all():
-        raise OutputError(f"{final}: the image contains NaN or infinite values; nothing was written.")
+    values = data[0].T  # rows x cols, a view: converted block by block below, no full-size float64 copy
     try:
         info = json.loads(img.meta.get(SOURCE_INFO) or "{}")
     except (AttributeError, TypeError, ValueError):
@@ -187,11 +191,17 @@ def write_raster(img: Any, target: Path, final: Path, kind: str) -> None:
         dtype = np.dtype(np.uint8)
     elif kind == "png" and dtype.name not in ("uint8", "uint16"):
         dtype = np.dtype(np.uint16)
-    if dtype.kind in "iu":
-        limits = np.iinfo(dtype)
-        out = np.clip(np.rint(values), limits.min, limits.max).astype(dtype)
-    else:
-        out = values.astype(dtype)
+    out = np.empty(values.shape, dtype=dtype)
+    step = max(1, _WRITE_BLOCK // max(1, values.shape[1]))
+    for a in range(0, values.shape[0], step):
+        block = values[a : a + step].astype(np.float64)
+        if not np.isfinite(block).all():
+            raise OutputError(f"{final}: the image contains NaN or infinite values; nothing was written.")
+        if dtype.kind in "iu":
+            limits = np.iinfo(dtype)
+            out[a : a + step] = np.clip(np.rint(block), limits.min, limits.max)
+        else:
+            out[a : a + step] = block
     if kind == "tiff":
         tifffile.imwrite(str(target), out, photometric="minisblack")
     elif kind == "png":

@@ -50,29 +50,76 @@ def load_results(outdir: PathLike) -> tuple[list[dict[str, Any]], dict[str, Any]
     for f in (metrics_csv, summary_json):
         if not f.is_file():
             raise InputError(f"{root} is not an evaluation folder: {f.name} is missing; run `medsr evaluate` first.")
-    from medsr.evaluation import STAT_METRICS
+    from medsr.evaluation import METRIC_COLUMNS, STAT_METRICS
 
-    with open(metrics_csv, newline="", encoding="utf-8") as fh:
-        rows = []
-        for r in csv.DictReader(fh):
-            for m in STAT_METRICS:
-                r[m] = _num(r.get(m, ""))
-            r["scale"] = int(r["scale"])
-            r["is_gan"] = str(r.get("is_gan", "")).lower() == "true"
-            rows.append(r)
+    for f in (metrics_csv, summary_json):
+        _inside(root, f, required=True)
     try:
-        summary = json.loads(summary_json.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise InputError(f"{summary_json} is not valid JSON: {err}") from err
+        with open(metrics_csv, newline="", encoding="utf-8") as fh:
+            rows = []
+            reader = csv.DictReader(fh)
+            missing = [c for c in METRIC_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(f"{metrics_csv} is damaged: columns {', '.join(missing)} are missing; run `medsr evaluate` again.")
+            for n, r in enumerate(reader, start=2):
+                if None in r or any(v is None for v in r.values()):
+                    raise InputError(f"{metrics_csv} is damaged: line {n} has the wrong number of fields.")
+                for m in STAT_METRICS:
+                    r[m] = _num(r.get(m, ""))
+                try:
+                    r["scale"] = int(r["scale"])
+                except ValueError as err:
+                    raise InputError(f"{metrics_csv} is damaged: line {n} has no integer scale.") from err
+                r["is_gan"] = str(r.get("is_gan", "")).lower() == "true"
+                rows.append(r)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{metrics_csv} is damaged ({type(err).__name__}); run `medsr evaluate` again.") from err
+    except OSError as err:
+        raise InputError(f"cannot read {metrics_csv} ({err.strerror or err}).") from err
+    summary = _read_json(summary_json)
+    if not isinstance(summary, dict):
+        raise InputError(f"{summary_json} is damaged: it does not hold a JSON object; run `medsr evaluate` again.")
     panels = {}
-    for pj in sorted((root / "cases").glob("*/panel.json")):
-        try:
-            panel = json.loads(pj.read_text(encoding="utf-8"))
-        except ValueError:
-            continue
-        panel["dir"] = pj.parent
-        panels[pj.parent.name] = panel
+    cases = root / "cases"
+    if _inside(root, cases) and cases.is_dir():
+        for pj in sorted(cases.glob("*/panel.json")):
+            if not _inside(root, pj):
+                continue
+            try:
+                panel = _read_json(pj)
+            except InputError:
+                continue
+            if not isinstance(panel, dict):
+                continue
+            panel["dir"] = pj.parent
+            panels[pj.parent.name] = panel
     return rows, summary, panels
+
+
+MAX_RESULT_FILE_BYTES = 64 << 20
+"""Largest metrics/summary/panel file the report reads."""
+
+
+def _inside(root: Path, path: Path, required: bool = False) -> bool:
+    """Whether ``path`` (links followed) lies inside the results folder ``root``; medsr reads nothing outside it."""
+    try:
+        ok = path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):
+        ok = False
+    if not ok and required:
+        raise InputError(f"{path} points outside the results folder {root}; medsr reads only files inside it.")
+    return ok
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        if path.stat().st_size > MAX_RESULT_FILE_BYTES:
+            raise InputError(f"{path} is larger than {MAX_RESULT_FILE_BYTES >> 20} MB; it is not medsr's.")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        raise InputError(f"{path} is not valid JSON ({type(err).__name__}); run `medsr evaluate` again.") from err
+    except OSError as err:
+        raise InputError(f"cannot read {path} ({err.strerror or err}).") from err
 
 
 # --------------------------------------------------------------------------- formatting
@@ -412,10 +459,15 @@ def _case_block(sel: dict[str, Any], panel: dict[str, Any], rows: list[dict[str,
     scale = int(sel["scale"])
 
     def img(key: str) -> bytes | None:
-        name = files.get(key)
-        if not name or not (folder / name).is_file():
+        """A PNG of the panel: only a plain file name inside the panel's folder (never a path elsewhere)."""
+        name = files.get(key) if isinstance(files, dict) else None
+        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
             return None
-        return (folder / name).read_bytes()
+        f = folder / name
+        if not f.is_file() or not _inside(folder, f) or f.stat().st_size > MAX_RESULT_FILE_BYTES:
+            return None
+        data = f.read_bytes()
+        return data if data.startswith(b"\x89PNG\r\n\x1a\n") else None
 
     score = {r["model"]: r["psnr"] for r in rows if r["case"] == sel["case"] and r["scale"] == scale}
     path = next((r["path"] for r in rows if r["case"] == sel["case"]), None) if ids_ok else None
@@ -502,15 +554,28 @@ def build_report(outdir: PathLike, *, show_ids: bool = False) -> tuple[Path, Pat
     rows, summary, panels = load_results(root)
     if not rows:
         raise InputError(f"{root / 'metrics.csv'} has no rows; nothing to report.")
-    ctx = report_context(rows, summary, panels, show_ids=show_ids)
+    try:
+        ctx = report_context(rows, summary, panels, show_ids=show_ids)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as err:
+        # a hand-edited or damaged summary.json / panel.json: a value of the wrong type or a missing key
+        raise InputError(
+            f"{root} is a damaged evaluation folder ({type(err).__name__} while reading its results); "
+            "run `medsr evaluate` again."
+        ) from err
     html_path, pdf_path = root / "report.html", root / "report.pdf"
     from medsr.report.pdf import write_pdf
 
     try:
-        tmp = html_path.with_name(html_path.name + ".tmp")
-        tmp.write_text(render_html(ctx), encoding="utf-8")
-        tmp.replace(html_path)
+        from medsr.io import atomic_path
+
+        with atomic_path(html_path) as tmp:
+            tmp.write_text(render_html(ctx), encoding="utf-8")
         write_pdf(ctx, pdf_path)
     except OSError as err:
         raise OutputError(f"cannot write the report in {root}: {err.strerror or err}") from err
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise InputError(
+            f"{root} is a damaged evaluation folder ({type(err).__name__} while drawing its report); "
+            "run `medsr evaluate` again."
+        ) from err
     return html_path, pdf_path

@@ -5,7 +5,7 @@ Runs ``tests/fuzz`` under pytest in a child process with new random cases
 about 12,000 cases), a per-case time bound, and an address-space limit so that a
 reader that trusts a header and allocates gigabytes fails with ``MemoryError`` (a
 finding) instead of swapping. The pytest output goes to ``--log``; the last lines
-(cases run, outcomes per format, failures) are printed.
+(cases run, outcomes per format, failures) and the peak RSS are printed.
 
 Usage (from the repository root; niced, it can run beside other work)::
 
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=20.0, help="multiple of the CI number of cases (default 20: ~12,000)")
     ap.add_argument("--case-timeout", type=float, default=5.0, help="seconds per case before it counts as a hang")
     ap.add_argument("--memory-gb", type=float, default=4.0, help="address-space limit of the fuzzing process (GiB)")
+    ap.add_argument("--max-rss-gb", type=float, default=2.0, help="the campaign fails when the process's peak RSS passes this")
     ap.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: random, printed)")
     ap.add_argument("--log", type=Path, default=Path("fuzz_long.log"), help="where the full pytest output goes")
     ap.add_argument("-k", default=None, help="only the fuzz tests matching this pytest -k expression")
@@ -64,10 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         log.flush()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit_memory)
     minutes = (time.monotonic() - start) / 60
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
     tail = args.log.read_text(errors="replace").splitlines()[-15:]
     print("\n".join(tail))
-    print(f"fuzz campaign: exit {proc.returncode} after {minutes:.1f} min (hypothesis seed {seed})")
-    return proc.returncode
+    code = proc.returncode
+    if peak_gb > args.max_rss_gb:
+        print(f"fuzz campaign: peak RSS {peak_gb:.2f} GB exceeds the {args.max_rss_gb:g} GB bound")
+        code = code or 1
+    print(f"fuzz campaign: exit {code} after {minutes:.1f} min, peak RSS {peak_gb:.2f} GB (hypothesis seed {seed})")
+    return code
 
 
 if __name__ == "__main__":
