@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.engines import SupervisedTrainer
+from monai.engines.utils import IterationEvents
 from monai.handlers import CheckpointLoader as _MonaiCheckpointLoader
 from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
 from monai.transforms import MapTransform
@@ -155,7 +156,11 @@ class SRTrainer(SupervisedTrainer):
         engine.optimizer.step()
         out["loss"] = loss.detach()
         out["pred"] = fake.detach()
-        return out
+        # as MONAI's SupervisedTrainer: MODEL_COMPLETED decollates the output into per-item dicts (``loss``
+        # replicated), which MONAI's handlers expect (from_engine(["loss"], first=True), MLFlowHandler)
+        engine.state.output = out
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
 
 
 def load_pretrained(network: torch.nn.Module, path: str | os.PathLike | None) -> torch.nn.Module:
