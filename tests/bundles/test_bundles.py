@@ -197,20 +197,3 @@ def test_shipped_torchscript_matches_eager(name: str, scale: int) -> None:
     x = torch.rand(1, 1, 30, 26, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         torch.testing.assert_close(scripted(x), eager(x), atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["edsr_m", "srcnn_srgan_hybrid"])
-def test_torchrun_two_cpu_processes(name: str, tmp_path: Path) -> None:
-    root = _copy_bundle(name, tmp_path)
-    extra = ["--pretrain_fraction", "0.5"] if name != "edsr_m" else []
-    cmd = [
-        PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json",
-        "--config_file", "['configs/train.json','configs/multi_gpu_train.json']", "--logging_file", "configs/logging.conf",
-        "--dataset_dir", str(ROOT / "sample_data"), *TINY, "--epoch_length", "4", *extra,
-    ]
-    proc = subprocess.run(cmd, cwd=root, env=ENV, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    _network(name, 2).load_state_dict(torch.load(root / "runs" / "x2" / "model.pt", weights_only=True))
-    assert not (root / "models" / "model.pt").exists()  # the copy has no weights; training did not create any
