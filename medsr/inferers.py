@@ -55,8 +55,9 @@ class TiledInferer(Inferer):
     Args:
         scale: the network's in-plane factor (2 or 4).
         name: what derived images and reports call the model.
-        spatial_dims, device, tile, halo, batch_size, is_gan, precision, blend, overlap,
-            memory_budget: as :class:`medsr.inference.NetworkUpscaler`.
+        is_gan: whether the network was trained adversarially.
+        options: ``spatial_dims``, ``device``, ``tile``, ``halo``, ``batch_size``, ``precision``, ``blend``,
+            ``overlap``, ``memory_budget``: as :class:`medsr.inference.NetworkUpscaler`.
 
     Example::
 
@@ -64,32 +65,20 @@ class TiledInferer(Inferer):
         sr = inferer(torch.rand(1, 1, 300, 260), net)  # (1, 1, 600, 520), equal to net(x)
     """
 
-    def __init__(
-        self,
-        scale: int,
-        *,
-        name: str = "network",
-        spatial_dims: int = 2,
-        device: str | torch.device = "cpu",
-        tile: int | None = None,
-        halo: int | None = None,
-        batch_size: int | None = None,
-        is_gan: bool = False,
-        precision: str = "fp32",
-        blend: bool | None = None,
-        overlap: float = 0.25,
-        memory_budget: int | None = None,
-    ) -> None:
+    def __init__(self, scale: int, *, name: str = "network", is_gan: bool = False, **options: Any) -> None:
         super().__init__()
-        from medsr.inference import _check_scale
+        import inspect
+
+        from medsr.inference import NetworkUpscaler, _check_scale
 
         self.scale = _check_scale(scale)
         self.name = name
         self.is_gan = bool(is_gan)
-        self.options = dict(
-            spatial_dims=spatial_dims, device=device, tile=tile, halo=halo, batch_size=batch_size,
-            precision=precision, blend=blend, overlap=overlap, memory_budget=memory_budget,
-        )
+        known = set(inspect.signature(NetworkUpscaler.__init__).parameters) - {"self", "net", "scale", "name", "is_gan"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UsageError(f"TiledInferer: unknown option(s) {unknown}; use {sorted(known)} (NetworkUpscaler's).")
+        self.options = options
         self._upscaler: Any = None
         self._key: tuple[int, tuple[tuple[int, int], ...]] | None = None
 

@@ -67,6 +67,8 @@ def test_bad_input_is_a_usage_error() -> None:
         TiledInferer(scale=2)(torch.rand(1, 1, 16, 16), "not a network")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="scale"):
         TiledInferer(scale=3)
+    with pytest.raises(UsageError, match="unknown option"):
+        TiledInferer(scale=2, tiles=64)
 
 
 def test_datalist_names_outputs_like_medsr_upscale(tmp_path: Path) -> None:
