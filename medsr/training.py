@@ -246,11 +246,14 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return None
 
 
-def export_weights(checkpoint: str | os.PathLike, target: str | os.PathLike) -> str | None:
-    """Write the network weights of ``checkpoint`` to ``target`` atomically (the bundle's ``models/model*.pt``)."""
+def export_weights(checkpoint: str | os.PathLike | None, target: str | os.PathLike) -> str | None:
+    """Write the network weights of ``checkpoint`` to ``target`` atomically (the run folder's ``model*.pt``).
+
+    ``None`` or a missing file (no checkpoint written yet) exports nothing and returns ``None``.
+    """
     from medsr.io import atomic_path
 
-    if not os.path.isfile(checkpoint):
+    if not checkpoint or not os.path.isfile(checkpoint):
         return None
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
