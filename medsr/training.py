@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.engines import SupervisedTrainer
+from monai.engines.utils import IterationEvents
+from monai.handlers import CheckpointLoader as _MonaiCheckpointLoader
 from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
 from monai.transforms import MapTransform
 
@@ -39,6 +41,8 @@ __all__ = [
     "epoch_seed",
     "DeterministicEpochs",
     "CheckpointSaver",
+    "CheckpointLoader",
+    "publish_weights",
 ]
 
 
@@ -129,7 +133,7 @@ class SRTrainer(SupervisedTrainer):
             lr = lr.contiguous(memory_format=torch.channels_last)
             hr = hr.contiguous(memory_format=torch.channels_last)
         engine.network.train()
-        fake = engine.network(lr)
+        fake = engine.inferer(lr, engine.network)
         out: dict[str, Any] = {"image": lr, "label": hr}
         if self.discriminator is not None and engine.state.iteration > self.pretrain_iterations:
             disc = self.discriminator.train()
@@ -152,7 +156,11 @@ class SRTrainer(SupervisedTrainer):
         engine.optimizer.step()
         out["loss"] = loss.detach()
         out["pred"] = fake.detach()
-        return out
+        # as MONAI's SupervisedTrainer: MODEL_COMPLETED decollates the output into per-item dicts (``loss``
+        # replicated), which MONAI's handlers expect (from_engine(["loss"], first=True), MLFlowHandler)
+        engine.state.output = out
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
 
 
 def load_pretrained(network: torch.nn.Module, path: str | os.PathLike | None) -> torch.nn.Module:
@@ -238,11 +246,14 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return None
 
 
-def export_weights(checkpoint: str | os.PathLike, target: str | os.PathLike) -> str | None:
-    """Write the network weights of ``checkpoint`` to ``target`` atomically (the bundle's ``models/model*.pt``)."""
+def export_weights(checkpoint: str | os.PathLike | None, target: str | os.PathLike) -> str | None:
+    """Write the network weights of ``checkpoint`` to ``target`` atomically (the run folder's ``model*.pt``).
+
+    ``None`` or a missing file (no checkpoint written yet) exports nothing and returns ``None``.
+    """
     from medsr.io import atomic_path
 
-    if not os.path.isfile(checkpoint):
+    if not checkpoint or not os.path.isfile(checkpoint):
         return None
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
@@ -327,10 +338,17 @@ class DeterministicEpochs:
 class CheckpointSaver(_MonaiCheckpointSaver):
     """MONAI's ``CheckpointSaver`` writing every file atomically: a temporary file in ``save_dir``,
     renamed into place once complete (MONAI writes in place, so a run killed mid-save leaves a
-    truncated checkpoint). Same arguments as ``monai.handlers.CheckpointSaver``.
+    truncated checkpoint). Same arguments as ``monai.handlers.CheckpointSaver``, plus:
+
+    Args:
+        engine_key: also save the engine the handler is attached to under this key (e.g.
+            ``"trainer"``, for resuming). A bundle's trainer lists its handlers
+            (``train#handlers``), so a handler cannot reference the trainer in its
+            ``save_dict`` without a circular reference: it is added when attached instead.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, engine_key: str | None = None, **kwargs: Any) -> None:
+        self.engine_key = engine_key
         super().__init__(*args, **kwargs)
         for ckpt in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
             if ckpt is None:
@@ -339,3 +357,71 @@ class CheckpointSaver(_MonaiCheckpointSaver):
             if not hasattr(saver, "_atomic"):  # pragma: no cover - an ignite without the atomic DiskSaver
                 raise RuntimeError("ignite's DiskSaver has no atomic mode; update pytorch-ignite.")
             saver._atomic = True  # ignite: temp file + os.replace, then group/other read permission
+
+    def attach(self, engine: Any) -> None:
+        if self.engine_key:  # ignite's Checkpoint objects hold this same dict
+            self.save_dict[self.engine_key] = engine
+        super().attach(engine)
+
+
+class CheckpointLoader(_MonaiCheckpointLoader):
+    """MONAI's ``CheckpointLoader`` (``torch.load(weights_only=True)``) that can also restore the engine it is
+    attached to, under ``engine_key`` (e.g. ``"trainer"``: epoch and iteration counters for resuming), without
+    the config referencing the trainer from inside ``train#handlers``. Same other arguments as MONAI's.
+    """
+
+    def __init__(self, *args: Any, engine_key: str | None = None, **kwargs: Any) -> None:
+        self.engine_key = engine_key
+        super().__init__(*args, **kwargs)
+
+    def attach(self, engine: Any) -> None:
+        if self.engine_key:
+            self.load_dict[self.engine_key] = engine
+        super().attach(engine)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def publish_weights(network: torch.nn.Module, source: str | os.PathLike, target: str | os.PathLike) -> str:
+    """Replace a bundle's shipped weights (``models/model*.pt``) with a training run's, explicitly and logged.
+
+    Training writes its weights to its run folder only; this is the one step that changes
+    ``models/``. ``source`` must load strictly into ``network`` (the bundle's ``network_def``)
+    with ``weights_only=True``; the new file is written atomically and the replacement is logged
+    with both SHA-256 checksums. Bundle command (from the bundle folder)::
+
+        python -m monai.bundle run publish --meta_file configs/metadata.json \\
+            --config_file configs/train.json --logging_file configs/logging.conf [--scale 4]
+
+    Returns:
+        ``target`` as a string.
+    """
+    import logging
+
+    from medsr.inference import load_weights
+    from medsr.io import atomic_path
+
+    source, target = Path(source), Path(target)
+    if not source.is_file():
+        raise UsageError(
+            f"publish_weights: `source` {source} does not exist; train first (it is the run folder's exported weights)."
+        )
+    load_weights(network, source, name="publish_weights")  # refuses weights that do not fit the bundle's network
+    state = {k: v.contiguous() for k, v in network.state_dict().items()}
+    old = _sha256(target) if target.is_file() else "none"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        torch.save(state, tmp)
+    logging.getLogger("medsr.training").warning(
+        "publish_weights: replaced shipped weights %s (sha256 %s) with %s (sha256 %s)",
+        target, old, source, _sha256(target),
+    )
+    return str(target)

@@ -522,8 +522,7 @@ _SLOW = "$@train#trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e:
 
 def _training_cmd(root: Path, sample: Path, slow: bool = False) -> list[str]:
     imports = json.loads((root / "configs" / "train.json").read_text())["imports"]
-    run_steps = ["$[h.attach(@train#trainer) for h in @train#handlers]", _LOG_METRICS, *([_SLOW] if slow else []),
-                 "$@train#trainer.run()"]
+    run_steps = [_LOG_METRICS, *([_SLOW] if slow else []), "$@train#trainer.run()"]  # train#handlers: attached by the trainer
     extra = root / f"test_extra{'_slow' if slow else ''}.json"
     extra.write_text(json.dumps({"imports": imports + ["$import json", "$import time", "$from ignite.engine import Events"],
                                  "run": run_steps}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from monai.bundle import ConfigParser
+from monai.bundle import ConfigParser, ConfigWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLES = ROOT / "bundles"
@@ -19,6 +21,7 @@ SCHEMA = ROOT / "medsr" / "schemas" / "meta_schema.json"
 NAMES = ["edsr_m", "srcnn_srgan_hybrid", "attention_residual"]
 PY = sys.executable
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
 
 
 def _bundle_cmd(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -104,31 +107,93 @@ def _copy_bundle(name: str, tmp_path: Path) -> Path:
     return dst
 
 
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_run_training_tiny(name: str, tmp_path: Path) -> None:
-    root = _copy_bundle(name, tmp_path)
+def test_run_training_tiny_from_repo_root_leaves_models_untouched(name: str, tmp_path: Path) -> None:
+    """The README's training command from the repository root (--bundle_root), tracked with MLflow when installed:
+    checkpoints, TensorBoard logs and the exported weights go to the run folder, models/ stays byte-identical."""
+    models = BUNDLES / name / "models"
+    before = _digests(models)
+    run = tmp_path / "run"
     extra = ["--pretrain_fraction", "0.5"] if name != "edsr_m" else []
+    tracking = ["--tracking", "mlflow"] if HAS_MLFLOW else []
+    rel = f"bundles/{name}"
     _bundle_cmd(
-        "run", "training", "--meta_file", "configs/metadata.json", "--config_file", "configs/train.json",
-        "--logging_file", "configs/logging.conf", "--dataset_dir", str(ROOT / "sample_data"), *TINY, *extra, cwd=root,
+        "run", "training", "--bundle_root", rel, "--meta_file", f"{rel}/configs/metadata.json",
+        "--config_file", f"{rel}/configs/train.json", "--logging_file", f"{rel}/configs/logging.conf",
+        "--output_dir", str(run), *TINY, *extra, *tracking, cwd=ROOT,
     )
-    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert _digests(models) == before, "training changed the shipped weights"
+    state = torch.load(run / "model.pt", weights_only=True)  # the run's exported weights
     _network(name, 2).load_state_dict(state)
-    assert list((root / "runs" / "x2").glob("checkpoint_*.pt"))
+    assert list(run.glob("checkpoint_*.pt")) and list(run.glob("events.out.tfevents.*"))  # TensorBoard by default
+    if HAS_MLFLOW:
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run / 'mlruns.db'}")
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        assert runs and "train_loss" in runs[0].data.metrics
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["edsr_m", "srcnn_srgan_hybrid"])
-def test_torchrun_two_cpu_processes(name: str, tmp_path: Path) -> None:
-    root = _copy_bundle(name, tmp_path)
-    extra = ["--pretrain_fraction", "0.5"] if name != "edsr_m" else []
-    cmd = [
-        PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "monai.bundle", "run", "training", "--meta_file", "configs/metadata.json",
-        "--config_file", "['configs/train.json','configs/multi_gpu_train.json']", "--logging_file", "configs/logging.conf",
-        "--dataset_dir", str(ROOT / "sample_data"), *TINY, "--epoch_length", "4", *extra,
-    ]
-    proc = subprocess.run(cmd, cwd=root, env=ENV, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    _network(name, 2).load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
+def test_publish_is_the_explicit_logged_step_that_replaces_shipped_weights(tmp_path: Path, caplog) -> None:
+    root = _copy_bundle("edsr_m", tmp_path)
+    shutil.copy(BUNDLES / "edsr_m" / "models" / "model.pt", root / "models" / "model.pt")
+    run = tmp_path / "run"
+    run.mkdir()
+    new = _network("edsr_m", 2).state_dict()  # fresh weights standing in for a training run's
+    torch.save(new, run / "model.pt")
+
+    def publish(bundle_root: Path) -> None:
+        wf = ConfigWorkflow(
+            config_file=str(bundle_root / "configs" / "train.json"), logging_file=False, workflow_type=None,
+            run_id="publish", final_id="none", bundle_root=str(bundle_root), output_dir=str(run),
+        )
+        wf.initialize()
+        wf.run()
+
+    with caplog.at_level("WARNING", logger="medsr.training"):
+        publish(root)
+    assert "replaced shipped weights" in caplog.text and "sha256" in caplog.text
+    got = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert all(torch.equal(got[k], v) for k, v in new.items())
+    torch.save({"wrong": torch.zeros(1)}, run / "model.pt")  # weights that do not fit the network are refused
+    with pytest.raises(RuntimeError) as info:  # MONAI wraps the config's error
+        publish(root)
+    assert "does not match its network_def" in str(info.value.__cause__)
+    assert all(torch.equal(torch.load(root / "models" / "model.pt", weights_only=True)[k], v) for k, v in new.items())
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("kind", ["infer", "train", "eval"])
+def test_check_properties(name: str, kind: str, tmp_path: Path) -> None:
+    """MONAI's workflow properties (required ones present, optional ones under their standard IDs)."""
+    cfg = BUNDLES / name / "configs"
+    files = {"infer": ["inference.json"], "train": ["train.json"], "eval": ["train.json", "evaluate.json"]}[kind]
+    wf = ConfigWorkflow(
+        config_file=[str(cfg / f) for f in files], meta_file=str(cfg / "metadata.json"), logging_file=False,
+        workflow_type=kind, bundle_root=str(BUNDLES / name), output_dir=str(tmp_path), val_per_modality=1,
+        dataset_dir=str(ROOT / "sample_data"), num_workers=0,
+    )
+    wf.initialize()
+    assert wf.check_properties() == []
+    if kind == "train":
+        assert isinstance(wf.parser["train#handlers"], list) and wf.train_inferer is not None
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("scale", [2, 4])
+def test_shipped_torchscript_matches_eager(name: str, scale: int) -> None:
+    """models/model.ts (x2) and model_x4.ts, exported by bundles/export_torchscript.sh, give the eager output."""
+    stem = "model" if scale == 2 else f"model_x{scale}"
+    ts = BUNDLES / name / "models" / f"{stem}.ts"
+    assert ts.is_file(), f"{ts} is not shipped: run bundles/export_torchscript.sh"
+    eager = _network(name, scale).eval()
+    eager.load_state_dict(torch.load(BUNDLES / name / "models" / f"{stem}.pt", weights_only=True))
+    scripted = torch.jit.load(str(ts)).eval()
+    x = torch.rand(1, 1, 30, 26, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(scripted(x), eager(x), atol=1e-5, rtol=1e-5)
