@@ -28,3 +28,15 @@ $T srcnn_srgan_hybrid 2 10 --epoch_length 60
 $T srcnn_srgan_hybrid 4 6 --epoch_length 60 --patch_size 128
 $T srcnn_srgan_hybrid 2 6 --epoch_length 60 --pretrained "$here/srcnn_srgan_hybrid/models/model.pt" "${FT[@]}"
 $T srcnn_srgan_hybrid 4 4 --epoch_length 60 --patch_size 128 --pretrained "$here/srcnn_srgan_hybrid/models/model_x4.pt" "${FT[@]}"
+
+# Not shipped (the issue-11 study in bundles/edsr_m/docs/README.md; each run writes only runs/NAME/, resumable):
+#   EXC="['*kermany_test224*','ct/*siemens*']"
+#   BASE="--p_classic 1.0 --edge_weighted False --min_std 0.02 --res_scale 0.1 --dataset_exclude $EXC"
+#   scripts/train_variant.sh abl_base edsr_m --num_epochs 6 --epoch_length 50 --val_per_modality 8 $BASE
+#   (abl_shipped: --dataset_exclude "$EXC" only; abl_physics: $BASE --p_classic 0.6; abl_edge: $BASE --edge_weighted True)
+#   scripts/train_variant.sh long_x2 edsr_m --num_epochs 16 --epoch_length 50 $BASE
+#   scripts/train_variant.sh long_x4 edsr_m --scale 4 --patch_size 128 --pretrained none --num_epochs 16 --epoch_length 50 $BASE
+#   scripts/train_variant.sh ft_x2 edsr_m --pretrained "$here/edsr_m/models/model.pt" --num_epochs 16 --epoch_length 50 \
+#       $BASE --res_scale 1.0 --learning_rate 0.0002   (ft_x4: --scale 4 --patch_size 128, models/model_x4.pt)
+#   python scripts/group_validation.py build runs/val
+#   python scripts/group_validation.py score runs/val -m edsr_m -m "ft=runs/ft_x{x}/model.pt@8,32,1.0" -s 2 -s 4

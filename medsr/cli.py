@@ -102,6 +102,7 @@ def _check_scale(scale: int) -> None:
 
 # --------------------------------------------------------------------------- commands
 
+TTA_HELP = "Test-time self-ensemble: average the network over the 8 flips/rotations of the input (8x the time)."
 InputArg = typer.Argument(..., exists=True, readable=True, help="An image file (DICOM, NIfTI, PNG, TIFF, JPEG), a DICOM series folder or a folder of images.")
 
 
@@ -141,6 +142,7 @@ def upscale(
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile edge in input pixels (default: from available memory)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Tiles/slices per forward pass (default: from available memory)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU) or fp16 (CUDA)."),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
     resume: bool = typer.Option(False, "--continue", help="Skip inputs whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     trust_bundle: bool = typer.Option(False, "--trust-bundle", help="Allow a bundle folder that medsr does not ship (its config can run code)."),
@@ -159,10 +161,12 @@ def upscale(
         _quick_start(model)
         from medsr.inference import describe, load_upscaler, upscale_path
 
-        upscaler = load_upscaler(
+        from medsr.tta import with_tta
+
+        upscaler = with_tta(load_upscaler(
             model, scale, device=device, tile=tile, batch_size=batch_size, precision=precision, trust_bundle=trust_bundle,
             log=_bundle_log(quiet, trust_bundle),
-        )
+        ), tta)
         if verbose:
             typer.echo(describe(upscaler), err=True)
         if remote:
@@ -258,6 +262,7 @@ def evaluate(
     modality: str = typer.Option("auto", "--modality", help="auto, xray, ct or mr."),
     degradation: str = typer.Option("bicubic", "--degradation", help="bicubic (classic protocol) or modality (physics simulators)."),
     save_images: bool = typer.Option(False, "--save-images", help="Also save every model output."),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the degradations and the bootstrap."),
     device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
     show_ids: bool = typer.Option(False, "--show-ids", help="Show file names / patient identifiers in the outputs."),
@@ -278,10 +283,19 @@ def evaluate(
         from medsr.evaluation import run_evaluation
 
         names = [m.strip() for m in models.split(",") if m.strip()]
+        factory = None
+        if tta:
+            from medsr.inference import load_upscaler
+            from medsr.tta import with_tta
+
+            def factory(name: str, s: int) -> Any:
+                return with_tta(load_upscaler(name, s, device=device, trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle)))
+
         report = run_evaluation(
             data, output, scales=tuple(scales), models=tuple(names), modality=modality, degradation=degradation,
             save_images=save_images, seed=seed, show_ids=show_ids, progress=not no_progress and not quiet, device=device,
             trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle), classes=classes.split(","),
+            upscaler_factory=factory,
         )
     except MedsrError as err:
         raise _fail(err, verbose) from None

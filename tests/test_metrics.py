@@ -120,3 +120,37 @@ def test_4k_memory_stays_bounded() -> None:
     # one float64 copy of either input would already be 32 MiB; slabs keep far below it
     assert peak < 64 * 2**20, f"peak {peak / 2**20:.0f} MiB"
     assert got["sharpness"] == pytest.approx(0.9, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- body-only PSNR
+
+
+def test_body_mask_ct_fills_lungs_and_drops_air() -> None:
+    from medsr.metrics import body_mask
+
+    hu = np.full((1, 96, 96), -1000.0)
+    yy, xx = np.mgrid[:96, :96]
+    hu[0][(yy - 48) ** 2 + (xx - 48) ** 2 < 36**2] = 40.0  # body
+    hu[0][(yy - 48) ** 2 + (xx - 36) ** 2 < 8**2] = -850.0  # a lung inside it
+    hu[0, 2, 2] = 500.0  # a speck of noise in the air
+    norm = (hu + 1024.0) / 4095.0
+    mask = body_mask(norm, "ct")
+    disc = (yy - 48) ** 2 + (xx - 48) ** 2 < 36**2
+    assert mask[0][disc].mean() > 0.98 and not mask[0][~disc].any()
+    assert body_mask(norm, "xray").all()
+    with pytest.raises(UsageError, match="modality"):
+        body_mask(norm, "pet")
+
+
+def test_body_psnr_ignores_background_errors() -> None:
+    from medsr.metrics import body_psnr
+
+    target = np.zeros((1, 32, 32))
+    mask = np.zeros((1, 32, 32), dtype=bool)
+    mask[0, 8:24, 8:24] = True
+    pred = target.copy()
+    pred[0, :4] = 0.5  # error in the background only
+    pred[0, 8:24, 8:24] = 0.1  # MSE 0.01 in the body
+    assert body_psnr(pred, target, mask) == pytest.approx(20.0)
+    assert metrics.psnr(pred, target) < 20.0
+    assert np.isnan(body_psnr(pred, target, np.zeros_like(mask)))

@@ -26,6 +26,7 @@ from monai.transforms import (
     EnsureTyped,
     LoadImaged,
     MapTransform,
+    Randomizable,
     RandFlipd,
     RandRotate90d,
     RandWeightedCropd,
@@ -35,7 +36,15 @@ from monai.transforms import (
     SqueezeDimd,
 )
 
-__all__ = ["SelectSlicesd", "AsVolumed", "EdgeWeightd", "load_transforms", "train_transforms", "val_transforms"]
+__all__ = [
+    "SelectSlicesd",
+    "AsVolumed",
+    "EdgeWeightd",
+    "RandPatchCropd",
+    "load_transforms",
+    "train_transforms",
+    "val_transforms",
+]
 
 
 class SelectSlicesd(MapTransform):
@@ -98,6 +107,91 @@ class EdgeWeightd(MapTransform):
         return d
 
 
+class RandPatchCropd(Randomizable, MapTransform):
+    """Draw ``num_samples`` 2D patches ``(C, P, P, 1)`` from a volume ``(C, X, Y, Z)``, skipping flat ones.
+
+    Patch positions are uniform over the valid corners (``w_key=None``) or drawn in
+    proportion to a weight map (``w_key``, e.g. :class:`EdgeWeightd`'s edge weights,
+    read at the patch centre). A patch whose standard deviation is below ``min_std``
+    (flat background or air, which teaches nothing) is redrawn, up to ``max_tries``
+    times; the last draw is kept so a flat image still gives patches.
+
+    Args:
+        keys: image key(s), cropped at the same position.
+        roi_size: patch edge ``(P, P)`` in pixels (the volume must be at least that large).
+        num_samples: patches per call.
+        w_key: weight-map key for weighted positions, ``None`` for uniform ones.
+        min_std: reject patches with a standard deviation below this (0 keeps every draw).
+        max_tries: draws per patch before the last one is kept.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        roi_size: Sequence[int],
+        num_samples: int = 1,
+        w_key: str | None = None,
+        min_std: float = 0.0,
+        max_tries: int = 10,
+    ) -> None:
+        from medsr.errors import UsageError
+
+        super().__init__(keys)
+        if len(roi_size) != 2 or min(int(r) for r in roi_size) < 1:
+            raise UsageError(f"`roi_size` must be two positive edges (P, P), got {roi_size!r}.")
+        if int(num_samples) < 1 or int(max_tries) < 1 or float(min_std) < 0:
+            raise UsageError(
+                f"`num_samples` and `max_tries` must be >= 1 and `min_std` >= 0, got {num_samples}, {max_tries}, {min_std}."
+            )
+        self.roi = (int(roi_size[0]), int(roi_size[1]))
+        self.num_samples = int(num_samples)
+        self.w_key = w_key
+        self.min_std = float(min_std)
+        self.max_tries = int(max_tries)
+
+    def _positions(self, shape: Sequence[int], weight: Any) -> Any:
+        """A callable drawing one corner ``(x, y, z)``."""
+        import numpy as np
+
+        nx, ny, nz = shape[0] - self.roi[0] + 1, shape[1] - self.roi[1] + 1, shape[2]
+        if weight is None:
+            return lambda: (self.R.randint(nx), self.R.randint(ny), self.R.randint(nz))
+        cx, cy = self.roi[0] // 2, self.roi[1] // 2
+        w = torch.as_tensor(weight)[0, cx : cx + nx, cy : cy + ny].double().flatten()
+        cdf = np.cumsum(w.numpy())
+        total = float(cdf[-1])
+
+        def draw() -> tuple[int, int, int]:
+            k = int(np.searchsorted(cdf, self.R.uniform(0.0, total), side="right"))
+            x, rest = divmod(min(k, cdf.size - 1), ny * nz)
+            return x, rest // nz, rest % nz
+
+        return draw
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:
+        d = dict(data)
+        first = d[self.first_key(d)]
+        shape = tuple(first.shape[1:])
+        if len(shape) != 3 or shape[0] < self.roi[0] or shape[1] < self.roi[1]:
+            from medsr.errors import UsageError
+
+            raise UsageError(f"RandPatchCropd needs a volume (C, X, Y, Z) of at least {self.roi} in-plane, got {tuple(first.shape)}.")
+        draw = self._positions(shape, d.get(self.w_key) if self.w_key else None)
+        out = []
+        for _ in range(self.num_samples):
+            for _ in range(self.max_tries):
+                x, y, z = draw()
+                patch = first[:, x : x + self.roi[0], y : y + self.roi[1], z : z + 1]
+                if self.min_std <= 0 or float(patch.float().std()) >= self.min_std:
+                    break
+            crop = SpatialCrop(roi_start=(x, y, z), roi_end=(x + self.roi[0], y + self.roi[1], z + 1))
+            sample = {k: v for k, v in d.items() if k != self.w_key}
+            for key in self.key_iterator(d):
+                sample[key] = crop(d[key])
+            out.append(sample)
+        return out
+
+
 def load_transforms(keys: str = "image", *, ct_window: Sequence[float] = (-1024.0, 3071.0)) -> list[Any]:
     """Load -> slab -> normalise to [0, 1] (clipped) -> volume layout. Deterministic (cacheable)."""
     from medsr.io import MedsrReader
@@ -118,6 +212,8 @@ def train_transforms(
     p_classic: float = 0.5,
     *,
     ct_window: Sequence[float] = (-1024.0, 3071.0),
+    edge_weighted: bool = True,
+    min_std: float = 0.0,
 ) -> Compose:
     """Training pipeline: a datalist entry ``{"image": path, ...}`` -> ``num_samples`` dicts with
     ``"hr"`` (1, P, P) and ``"lr"`` (1, P/scale, P/scale) patches.
@@ -128,6 +224,10 @@ def train_transforms(
         num_samples: patches drawn per loaded image (amortises loading on CPU).
         p_classic: probability of the classic bicubic protocol instead of the modality's physics degradation.
         ct_window: HU window mapped to [0, 1] for CT.
+        edge_weighted: draw patch positions in proportion to the edge strength (:class:`EdgeWeightd`);
+            ``False`` draws them uniformly.
+        min_std: redraw patches whose standard deviation (on [0, 1]) is below this, e.g. 0.02
+            (:class:`RandPatchCropd`); 0 keeps every draw.
     """
     from medsr.errors import UsageError
     from medsr.transforms import RandModalityDegradationd
@@ -139,12 +239,19 @@ def train_transforms(
         load_transforms("image", ct_window=ct_window)
         + [
             SpatialPadd("image", spatial_size=roi),
-            EdgeWeightd("image", w_key="weight"),
+        ]
+        + ([EdgeWeightd("image", w_key="weight")] if edge_weighted else [])
+        + [
             CastToTyped("image", dtype=torch.float16),
             # --- random part (not cached) ---
+        ]
+        + (
             # the weight map is cropped too (a view) rather than deep-copied per sample by MONAI
-            RandWeightedCropd(["image", "weight"], w_key="weight", spatial_size=roi, num_samples=num_samples),
-            DeleteItemsd("weight"),
+            [RandWeightedCropd(["image", "weight"], w_key="weight", spatial_size=roi, num_samples=num_samples), DeleteItemsd("weight")]
+            if edge_weighted and min_std <= 0
+            else [RandPatchCropd("image", roi[:2], num_samples, w_key="weight" if edge_weighted else None, min_std=min_std)]
+        )
+        + [
             CastToTyped("image", dtype=torch.float32),
             SqueezeDimd("image", dim=3, update_meta=False),
             RandFlipd("image", prob=0.5, spatial_axis=0),
