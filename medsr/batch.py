@@ -23,7 +23,7 @@ from medsr.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, InputError, MedsrErr
 
 __all__ = [
     "RASTER_SUFFIXES", "FILE_SUFFIXES", "output_name", "plan_outputs", "errors_folder", "discover", "BatchResult",
-    "run_batch",
+    "ItemProgress", "progress_bar", "run_batch",
 ]
 
 RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -109,6 +109,35 @@ class BatchResult:
         return msg + (f" (see {self.errors_csv})" if self.errors_csv else "")
 
 
+class ItemProgress:
+    """How far the item being processed is, reported from inside ``work`` (per slice or tile).
+
+    ``run_batch`` connects it to its progress bar for the duration of each item; calling it
+    (``done``, ``total``) moves the bar within that item's share, so a long series or a large
+    tiled image shows progress and a time estimate before its output is written.
+    """
+
+    def __init__(self) -> None:
+        self._sink: Callable[[float], None] | None = None
+
+    def __call__(self, done: float, total: float) -> None:
+        if self._sink is not None and total > 0:
+            self._sink(min(max(float(done) / float(total), 0.0), 1.0))
+
+
+def progress_bar(enabled: bool, unit: str = "") -> Any:
+    """A rich progress bar on stderr (stdout stays for results): count, percentage, elapsed and remaining time."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    count = "{task.completed:.0f}/{task.total:.0f}" + (f" {unit}" if unit else "")
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn(count), TaskProgressColumn(),
+        TimeElapsedColumn(), TextColumn("remaining"), TimeRemainingColumn(),
+        console=Console(stderr=True), disable=not enabled,
+    )
+
+
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
@@ -125,6 +154,9 @@ def run_batch(
     description: str = "",
     log: Callable[[str], None] = _stderr,
     errors_csv: Path | None = None,
+    units: Callable[[Any], int] | None = None,
+    unit: str = "",
+    item_progress: ItemProgress | None = None,
 ) -> BatchResult:
     """Run ``work(item, output)`` for every input; skip finished outputs with ``resume``; collect failures.
 
@@ -138,9 +170,12 @@ def run_batch(
     background thread): the item counts as done, or failed, when the future
     resolves, which is checked before the next item's future is accepted, so at
     most one such write is in flight.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    The progress bar (stderr) counts ``units(item)`` per item (default 1: files; e.g. the
+    slices of a series), named ``unit``; ``item_progress``, called from inside ``work``,
+    moves it within the current item. It counts computed items: a background write still
+    running is waited for at the end.
+    """
     result = BatchResult()
     inputs = {p.resolve() for item in items for p in (item.path, *item.files)}
     todo: list[tuple[Any, Path]] = []
@@ -153,9 +188,13 @@ def run_batch(
             raise OutputError(f"output {out} exists; pass --overwrite to replace it or --continue to skip finished outputs.")
         else:
             todo.append((item, out))
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task(description, total=len(todo))
+    weight = [max(1, int(units(item))) if units is not None else 1 for item, _ in todo]
+    with progress_bar(progress, unit) as bar:
+        task = bar.add_task(description, total=sum(weight))
+        base = 0.0
+
+        def move(fraction: float, w: int = 1) -> None:
+            bar.update(task, completed=base + fraction * w)
 
         def attempt(item: Any, call: Callable[[], Any]) -> Any:
             """``call()``; an expected failure is recorded (or raised for a single input) and gives None."""
@@ -180,26 +219,32 @@ def run_batch(
         def settle(item: Any, future: Future) -> None:
             if attempt(item, lambda: future.result() or True):
                 result.done += 1
-            bar.advance(task)
 
         in_flight: tuple[Any, Future] | None = None  # a background write, settled before the next one starts
-        for item, out in todo:
+        try:
+            for (item, out), w in zip(todo, weight):
 
-            def start(item: Any = item, out: Path = out) -> Any:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                return work(item, out) or True
+                def start(item: Any = item, out: Path = out) -> Any:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    return work(item, out) or True
 
-            started = attempt(item, start)
-            if isinstance(started, Future):
-                if in_flight is not None:
-                    settle(*in_flight)
-                in_flight = (item, started)
-                continue
-            if started:
-                result.done += 1
-            bar.advance(task)
-        if in_flight is not None:
-            settle(*in_flight)
+                if item_progress is not None:
+                    item_progress._sink = lambda f, w=w: move(f, w)
+                started = attempt(item, start)
+                base += w
+                bar.update(task, completed=base)
+                if isinstance(started, Future):
+                    if in_flight is not None:
+                        settle(*in_flight)
+                    in_flight = (item, started)
+                    continue
+                if started:
+                    result.done += 1
+            if in_flight is not None:
+                settle(*in_flight)
+        finally:
+            if item_progress is not None:
+                item_progress._sink = None
     if result.failed:
         result.errors_csv = _write_errors(outputs, result.failed, errors_csv)
     return result

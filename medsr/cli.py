@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 
 MODEL_HELP = "bicubic, lanczos, a shipped bundle (edsr_m, srcnn_srgan_hybrid, attention_residual) or a bundle folder."
+DEVICE_HELP = "auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps; a GPU asked for by name must be present."
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 some inputs failed (errors.csv), 2 usage error, 3 no input could be read, 4 output error."
 
 
@@ -135,7 +136,7 @@ def upscale(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file or folder (created if missing). Default: beside the input, named <stem>_sr<scale>x.<ext>."),
     scale: int = typer.Option(2, "-s", "--scale", help="In-plane factor: 2 or 4."),
     model: str = typer.Option("bicubic", "-m", "--model", help=MODEL_HELP),
-    device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
+    device: str = typer.Option("auto", "-d", "--device", help=DEVICE_HELP),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile edge in input pixels (default: from available memory)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Tiles/slices per forward pass (default: from available memory)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU) or fp16 (CUDA)."),
@@ -243,7 +244,7 @@ def evaluate(
     degradation: str = typer.Option("bicubic", "--degradation", help="bicubic (classic protocol) or modality (physics simulators)."),
     save_images: bool = typer.Option(False, "--save-images", help="Also save every model output."),
     seed: int = typer.Option(0, "--seed", help="Seed of the degradations and the bootstrap."),
-    device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
+    device: str = typer.Option("auto", "-d", "--device", help=DEVICE_HELP),
     show_ids: bool = typer.Option(False, "--show-ids", help="Show file names / patient identifiers in the outputs."),
     trust_bundle: bool = typer.Option(False, "--trust-bundle", help="Allow a bundle folder that medsr does not ship (its config can run code)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),

@@ -716,18 +716,9 @@ def _render_panels(
 
 def _progress(enabled: bool) -> Any:
     """A rich progress bar on stderr (stdout stays clean for the CLI's result line)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from medsr.batch import progress_bar
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
+    return progress_bar(enabled, "images x scales")
 
 
 def _json_safe(v: Any) -> Any:
@@ -823,7 +814,7 @@ def run_evaluation(
     seed: int = 0,
     show_ids: bool = False,
     progress: bool = True,
-    device: str = "cpu",
+    device: str = "auto",
     n_resamples: int = 2000,
     confidence: float = 0.95,
     report: bool = True,
@@ -846,7 +837,7 @@ def run_evaluation(
         seed: seeds the degradations and the bootstrap.
         show_ids: write file paths instead of anonymous case ids (``case-0001``).
         progress: show a progress bar on stderr.
-        device: ``"cpu"`` or ``"cuda"`` for the networks.
+        device: ``"auto"`` (default: CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
         n_resamples: bootstrap resamples per confidence interval.
         confidence: confidence level of the intervals.
         report: also build ``report.html`` and ``report.pdf`` (:func:`medsr.report.build_report`).
