@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MODEL_COLOURS", "model_colour", "box_plot", "gain_plot", "colorbar"]
+__all__ = ["MODEL_COLOURS", "model_colour", "box_plot", "paired_plot", "gain_plot", "colorbar"]
 
 MODEL_COLOURS = ("#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 """Bicubic grey, then one colour per model (colour-blind friendly order kept short)."""
@@ -65,6 +65,44 @@ def box_plot(values: dict[str, dict[str, Sequence[float]]], models: Sequence[str
         ax.plot([], [], color=colour, linewidth=6, alpha=0.5, label=model)
     ax.set_xticks(range(len(classes)))
     ax.set_xticklabels(classes)
+    ax.set_xlim(-0.6, len(classes) - 0.4)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(fig)
+
+
+def paired_plot(values: dict[str, dict[str, Sequence[float]]], models: Sequence[str], *, ylabel: str, title: str) -> bytes:
+    """Paired dot / slope plot for small groups: every image's value under each method, joined by a line.
+
+    ``values[class][model]``: one value per image, in the same image order for every model
+    (NaN where missing). A box drawn from a handful of points would hide them; here each
+    image is visible and so is whether it gained or lost against bicubic.
+    """
+    classes = list(values)
+    nm = len(models)
+    fig = _figure(max(4.5, 1.4 + (0.5 + 0.6 * nm) * len(classes)), 3.2)
+    ax = fig.add_subplot(1, 1, 1)
+    step = 0.7 / max(nm - 1, 1)
+    ticks, labels = [], []
+    for i, label in enumerate(classes):
+        xs = [i + (j - (nm - 1) / 2) * step if nm > 1 else float(i) for j in range(nm)]
+        columns = [np.asarray(values[label].get(m, []), dtype=float) for m in models]
+        n = max((c.size for c in columns), default=0)
+        for k in range(n):
+            ys = [c[k] if k < c.size else math.nan for c in columns]
+            pts = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
+            if len(pts) > 1:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#9aa0a6", linewidth=1, zorder=2)
+        for j, (x, c) in enumerate(zip(xs, columns)):
+            ok = c[np.isfinite(c)]
+            ax.scatter(np.full(ok.size, x), ok, s=22, color=model_colour(j), zorder=3, linewidths=0,
+                       label=models[j] if i == 0 else None)
+        ticks.append(float(i))
+        labels.append(f"{label}\n(n = {n})")
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(labels, fontsize=8)
     ax.set_xlim(-0.6, len(classes) - 0.4)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

@@ -233,3 +233,47 @@ def test_bicubic_only_results(tmp_path: Path) -> None:
     doc = html.read_text(encoding="utf-8")
     assert "Possibly invented detail (GAN models)" not in doc
     assert "Best" in doc and "bicubic PSNR" in doc
+
+
+# --------------------------------------------------------------------------- small-sample verdicts
+
+
+def test_small_n_report_has_no_coloured_verdict_and_states_n(tmp_path: Path) -> None:
+    """2 images (the case of the issue): no green/red anywhere, n in the headline, images shown one by one."""
+    from medsr.report.build import load_results, report_context
+
+    root = make_results(tmp_path / "r", n_per_class=1)
+    html, _ = build_report(root)
+    doc = html.read_text(encoding="utf-8")
+    assert 'class="better"' not in doc and 'class="worse"' not in doc
+    assert doc.count('was <span class="few">not judged against bicubic</span>') == 2  # edsr_m and srgan
+    ctx = report_context(*load_results(root))
+    for f in ctx["findings"]:
+        assert f["verdict"] == "few" and f["word"] == "not judged against bicubic"
+        assert "(n = 2 images)" in f["where"] and "a verdict needs at least 10" in f["detail"]
+    assert "Shown image by image" in doc  # paired dot / slope plot, not box plots
+    assert "(n = 2 images)" in doc  # the section headline
+
+
+def test_large_clear_gain_is_green_when_interval_and_test_agree(tmp_path: Path) -> None:
+    from medsr.report.build import load_results, report_context
+
+    root = make_results(tmp_path / "r", n_per_class=12)  # edsr_m +1.2 dB on 24 images
+    ctx = report_context(*load_results(root))
+    edsr = [f for f in ctx["findings"] if f["model"] == "edsr_m"]
+    assert edsr and edsr[0]["verdict"] == "better" and "(n = 24 images)" in edsr[0]["where"]
+    assert "Wilcoxon p" in edsr[0]["detail"]
+    assert 'class="better"' in build_report(root)[0].read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("diff, expected", [
+    ({"n": 9, "ci_low": 1.0, "ci_high": 2.0, "p": 0.004}, "few"),
+    ({"n": 10, "ci_low": 1.0, "ci_high": 2.0, "p": 0.002}, "better"),
+    ({"n": 10, "ci_low": 0.1, "ci_high": 2.0, "p": 0.08}, "unclear"),  # interval and test disagree
+    ({"n": 10, "ci_low": -0.1, "ci_high": 2.0, "p": 0.01}, "unclear"),
+    ({"n": 30, "ci_low": -2.0, "ci_high": -1.0, "p": 0.001}, "worse"),
+])
+def test_verdict_rule(diff: dict, expected: str) -> None:
+    from medsr.report.build import _verdict
+
+    assert _verdict(diff, True) == expected
