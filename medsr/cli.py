@@ -246,6 +246,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the degradations and the bootstrap."),
     device: str = typer.Option("auto", "-d", "--device", help=DEVICE_HELP),
     show_ids: bool = typer.Option(False, "--show-ids", help="Show file names / patient identifiers in the outputs."),
+    window: str = typer.Option("auto", "--window", help="Display window of the report panels: auto (the file's own Window Center/Width, else CT mediastinum or percentiles), lung, mediastinum, bone or percentile."),
     trust_bundle: bool = typer.Option(False, "--trust-bundle", help="Allow a bundle folder that medsr does not ship (its config can run code)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
@@ -265,7 +266,7 @@ def evaluate(
         report = run_evaluation(
             data, output, scales=tuple(scales), models=tuple(names), modality=modality, degradation=degradation,
             save_images=save_images, seed=seed, show_ids=show_ids, progress=not no_progress and not quiet, device=device,
-            trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle),
+            trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle), window=window,
         )
     except MedsrError as err:
         raise _fail(err, verbose) from None

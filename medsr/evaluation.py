@@ -52,7 +52,6 @@ __all__ = [
     "METRIC_COLUMNS",
     "STAT_METRICS",
     "HIGHER_IS_BETTER",
-    "CT_DISPLAY_WINDOW",
     "Case",
     "collect_cases",
     "BOOTSTRAP_METHOD",
@@ -95,12 +94,6 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "scale",
 ) + STAT_METRICS
 """Columns of ``metrics.csv``, in order."""
-
-CT_DISPLAY_WINDOW = (-1000.0, 400.0)
-"""CT display window in HU for the report panels (lung and mediastinum); display only."""
-
-PERCENTILE_WINDOW = (0.5, 99.5)
-"""Display window of MR, X-ray and other images: these percentiles of the HR image."""
 
 ZOOM_SIDE = 160
 """Edge, in HR pixels, of the zoomed region shown in the case panels."""
@@ -613,8 +606,12 @@ def _render_panels(
     gan_refs: dict[str, str],
     folder: Path,
     scale: int,
+    display: str = "auto",
 ) -> dict[str, Any]:
-    """Write the PNG panels of one case at one scale; returns what ``panel.json`` records."""
+    """Write the PNG panels of one case at one scale; returns what ``panel.json`` records.
+
+    ``display``: the display window (:data:`medsr.report.windows.DISPLAY_WINDOWS`).
+    """
     import torch
     from matplotlib import colormaps
 
@@ -628,30 +625,29 @@ def _render_panels(
     lr2 = _display_slice(prep.lr, z)
     lr_up = np.repeat(np.repeat(lr2, scale, 0), scale, 1)[: hr2.shape[0], : hr2.shape[1]]
 
-    # Display units and window (display only; metrics use the [0, 1] images): CT back in HU
-    # through the exact inverse mapping and a fixed HU window, others between percentiles.
+    # Display units and window (display only; metrics use the [0, 1] images): back in physical
+    # units (HU for CT) through the exact inverse mapping, then the file's own VOI window, else a
+    # modality preset (CT) or percentiles (medsr.report.windows).
+    from medsr.report.windows import display_window
+
     low, high = meta.get(mk.NORM_LOW), meta.get(mk.NORM_HIGH)
-    if modality == "ct" and low is not None and high is not None:
+    if low is not None and high is not None:
         from medsr.transforms import InvertModalityNormalize
 
         inverse = InvertModalityNormalize(low=float(low), high=float(high))
 
         def to_units(a: np.ndarray) -> np.ndarray:
             return _display_slice(inverse(torch.from_numpy(np.ascontiguousarray(a))[None]), None)
-
-        w_lo, w_hi = CT_DISPLAY_WINDOW
-        window = {"kind": "HU", "low": CT_DISPLAY_WINDOW[0], "high": CT_DISPLAY_WINDOW[1]}
-        diff_unit, diff_factor = "HU", 1.0
     else:
 
         def to_units(a: np.ndarray) -> np.ndarray:
             return a
 
-        sample = hr2[:: max(1, hr2.shape[0] // 512), :: max(1, hr2.shape[1] // 512)]
-        w_lo, w_hi = (float(v) for v in np.percentile(sample, PERCENTILE_WINDOW))
-        if w_hi <= w_lo:
-            w_lo, w_hi = float(sample.min()), float(sample.max()) + 1e-6
-        window = {"kind": "percentile", "low": PERCENTILE_WINDOW[0], "high": PERCENTILE_WINDOW[1]}
+    window = display_window(meta, to_units(hr2), display)
+    w_lo, w_hi = window["low"], window["high"]
+    if modality == "ct" and low is not None:
+        diff_unit, diff_factor = "HU", 1.0
+    else:
         diff_unit, diff_factor = "% of display range", 100.0 / (w_hi - w_lo)
 
     side = x1 - x0
@@ -836,6 +832,7 @@ def run_evaluation(
     upscaler_factory: Callable[[str, int], Any] | None = None,
     trust_bundle: bool = False,
     log: Callable[[str], Any] | None = None,
+    window: str = "auto",
 ) -> Path:
     """Evaluate ``models`` against bicubic on the HR images in ``data``; write results to ``outdir``.
 
@@ -860,6 +857,9 @@ def run_evaluation(
             :func:`medsr.inference.load_upscaler` on ``device`` (tests inject fakes).
         trust_bundle, log: passed to :func:`medsr.inference.load_upscaler` (bundles
             that medsr does not ship need ``trust_bundle``; ``log`` hears which config runs).
+        window: display window of the case panels: ``"auto"`` (the file's own Window
+            Center/Width, else CT mediastinum or the 0.5-99.5 percentiles), a CT preset
+            ``"lung"``, ``"mediastinum"``, ``"bone"``, or ``"percentile"`` (:mod:`medsr.report.windows`).
 
     Returns:
         ``outdir/report.html`` when ``report`` is true, else ``outdir/summary.json``.
@@ -870,6 +870,9 @@ def run_evaluation(
     if degradation not in DEGRADATIONS:
         raise UsageError(f"`degradation` must be one of {', '.join(DEGRADATIONS)}, got {degradation!r}.")
     _check_modality(modality, "`modality`")
+    from medsr.report.windows import check_window
+
+    check_window(window)
     out = Path(outdir).expanduser()
     data_path = Path(data).expanduser()
     if out.exists() and not out.is_dir():
@@ -984,7 +987,7 @@ def run_evaluation(
             outputs = {m: _upscale(upscalers[(m, s)], prep) for m in model_labels if m in need}
             refs = {m: gan_ref[m] for m in wanted if m in gan_ref}
             folder = cases_dir / f"{cid}_x{s}"
-            panel = _render_panels(cid, case, prep, outputs, refs, folder, s)
+            panel = _render_panels(cid, case, prep, outputs, refs, folder, s, window)
             panel["path"] = str(case.path) if show_ids else cid
             (folder / "panel.json").write_text(json.dumps(_json_safe(panel), indent=1), encoding="utf-8")
             panels[f"{cid}_x{s}"] = panel
@@ -1009,7 +1012,7 @@ def run_evaluation(
             "test": "two-sided Wilcoxon signed-rank, paired by image (scipy.stats.wilcoxon, zero differences dropped)",
             "metric_convention": "[0,1] normalised images, data_range 1, border of `scale` pixels cropped; "
             "SSIM 11x11 Gaussian window sigma 1.5, K1 0.01, K2 0.03 (volumes: mean of in-plane SSIM over slices)",
-            "ct_display_window": list(CT_DISPLAY_WINDOW),
+            "display_window": window,
             "show_ids": show_ids,
         },
         "n_images": len({r["case"] for r in rows}),

@@ -315,7 +315,6 @@ def _limits(modalities: list[str], rows: list[dict[str, Any]], summary: dict[str
 
 def _technical(settings: dict[str, Any], scales: list[int], version: str) -> list[str]:
     boot = settings.get("bootstrap", {})
-    ct_lo, ct_hi = settings.get("ct_display_window", [-1000, 400])
     return [
         f"Metric convention: {settings.get('metric_convention', '')}.",
         f"Confidence intervals: {boot.get('method', 'percentile')} bootstrap of the mean paired difference "
@@ -324,8 +323,10 @@ def _technical(settings: dict[str, Any], scales: list[int], version: str) -> lis
         f"p-values: {settings.get('test', 'Wilcoxon signed-rank')}. No correction for multiple comparisons.",
         "Consistency PSNR: each output is degraded again with exactly the operation that produced its input and compared "
         "with that input (in low-resolution space, a 1-pixel border cropped).",
-        f"Display: CT in Hounsfield units with a window of {ct_lo:g} to {ct_hi:g} HU; MR and X-ray between the 0.5th and "
-        "99.5th intensity percentiles of the original. Windows are for display only; all metrics use the full intensity range.",
+        f"Display windows ({settings.get('display_window', 'auto')}): the file's own Window Center/Width when it has one, "
+        "else for CT the mediastinum preset (centre 40, width 400 HU), for MR and X-ray the 0.5th to 99.5th intensity "
+        "percentiles of the original; each panel names its window. Windows are for display only; all metrics use the "
+        "full intensity range.",
         f"Degradation: {settings.get('degradation', 'bicubic')}; scales: {', '.join(f'x{s}' for s in scales)}; medsr {version}.",
     ]
 
@@ -467,12 +468,9 @@ def _case_block(sel: dict[str, Any], panel: dict[str, Any], rows: list[dict[str,
     score = {r["model"]: r["psnr"] for r in rows if r["case"] == sel["case"] and r["scale"] == scale}
     path = next((r["path"] for r in rows if r["case"] == sel["case"]), None) if ids_ok else None
     unit = panel.get("diff_unit", "")
-    window = panel.get("window", {})
-    win_text = (
-        f"CT window {window.get('low'):g} to {window.get('high'):g} HU"
-        if window.get("kind") == "HU"
-        else "0.5th to 99.5th percentile of the original"
-    )
+    from medsr.report.windows import window_text
+
+    win_text = window_text(panel.get("window", {}))
     top = [
         ("Original (reference)", img("hr")),
         (f"Low-resolution input (1/{scale})", img("lr")),

@@ -86,7 +86,7 @@ def make_results(root: Path, *, show_ids: bool = True, n_per_class: int = 5) -> 
         "settings": {"data": "/data", "scales": [2], "models": ["bicubic", "edsr_m", "srgan"], "gan_models": {"srgan": "edsr_m"},
                      "modality": "auto", "degradation": "bicubic", "seed": 0,
                      "bootstrap": {"method": "percentile", "n_resamples": 200, "confidence": 0.95},
-                     "test": "Wilcoxon", "metric_convention": "test convention", "ct_display_window": [-1000, 400],
+                     "test": "Wilcoxon", "metric_convention": "test convention", "display_window": "auto",
                      "show_ids": show_ids},
         "n_images": 2 * n_per_class, "n_failed": 0, "metrics": list(ev.STAT_METRICS), "higher_is_better": ev.HIGHER_IS_BETTER,
         "groups": groups, "sources": ev._sources(rows), "cases": cases,
