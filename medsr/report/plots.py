@@ -135,7 +135,7 @@ def gain_plot(rows: Sequence[dict[str, Any]], *, xlabel: str, title: str) -> byt
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     lo_x, hi_x = ax.get_xlim()
-    span = max(abs(lo_x), abs(hi_x))
+    span = 1.08 * max(abs(lo_x), abs(hi_x))  # symmetric about 0, with room for a dot at the edge
     ax.text(span * 0.98, -0.65, "better than bicubic \u2192", ha="right", va="bottom", fontsize=7, color="#2a7a2a")
     ax.text(-span * 0.98, -0.65, "\u2190 worse", ha="left", va="bottom", fontsize=7, color="#a33")
     ax.set_xlim(-span, span)

@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -132,6 +133,17 @@ def results(tmp_path: Path) -> Path:
     return make_results(tmp_path / "results")
 
 
+@pytest.fixture
+def artefacts(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Where a test leaves what a person should look at: ``$MEDSR_TEST_ARTEFACTS/<test>`` (kept), else tmp_path."""
+    root = os.environ.get("MEDSR_TEST_ARTEFACTS")
+    if not root:
+        return tmp_path
+    folder = Path(root) / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def test_html_is_self_contained_and_has_the_tables(results: Path) -> None:
     html, pdf = build_report(results)
     assert html == results / "report.html" and pdf == results / "report.pdf"
@@ -177,13 +189,15 @@ def test_missing_or_empty_results(tmp_path: Path) -> None:
         build_report(tmp_path / "nope")
 
 
-def test_pdf_renders_with_pdftoppm(results: Path, tmp_path: Path) -> None:
-    _, pdf = build_report(results)
+@pytest.mark.parametrize("n_per_class", [1, 5])
+def test_pdf_renders_with_pdftoppm(tmp_path: Path, artefacts: Path, n_per_class: int) -> None:
+    """PDF pages as PNG (left in $MEDSR_TEST_ARTEFACTS to look at): a small-n and a larger report."""
+    _, pdf = build_report(make_results(tmp_path / "results", n_per_class=n_per_class))
     assert pdf.read_bytes()[:5] == b"%PDF-"
     if not shutil.which("pdftoppm"):
         pytest.skip("pdftoppm (poppler-utils) is not installed")
-    subprocess.run(["pdftoppm", "-png", "-r", "40", str(pdf), str(tmp_path / "page")], check=True, timeout=120)
-    pages = sorted(tmp_path.glob("page*.png"))
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(pdf), str(artefacts / "page")], check=True, timeout=120)
+    pages = sorted(artefacts.glob("page*.png"))
     assert len(pages) >= 1
     from PIL import Image
 
@@ -191,12 +205,14 @@ def test_pdf_renders_with_pdftoppm(results: Path, tmp_path: Path) -> None:
     assert first.std() > 5  # text and tables, not a blank page
 
 
-def test_chromium_renders_the_page(results: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("n_per_class", [1, 5])
+def test_chromium_renders_the_page(tmp_path: Path, artefacts: Path, n_per_class: int) -> None:
+    """Headless Chromium screenshot of the HTML report (left in $MEDSR_TEST_ARTEFACTS to look at)."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         pytest.skip("chromium is not on PATH")
-    html, _ = build_report(results)
-    shot = tmp_path / "shot.png"
+    html, _ = build_report(make_results(tmp_path / "results", n_per_class=n_per_class))
+    shot = artefacts / "report_html.png"
     cmd = [
         exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
