@@ -34,6 +34,18 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def _finish_class_axes(fig: Any, ax: Any, labels: list[str], *, ylabel: str, title: str, fontsize: float | None = None) -> bytes:
+    """Class labels under ticks 0, 1, ..., axis labels, grid and legend; the figure as PNG."""
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, fontsize=fontsize)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(fig)
+
+
 def box_plot(values: dict[str, dict[str, Sequence[float]]], models: Sequence[str], *, ylabel: str, title: str) -> bytes:
     """Box plots of one metric: ``values[class][model]`` -> a box per model, grouped by class.
 
@@ -63,14 +75,7 @@ def box_plot(values: dict[str, dict[str, Sequence[float]]], models: Sequence[str
         for p, v in zip(pos, data):
             ax.scatter(p + rng.uniform(-width / 4, width / 4, v.size), v, s=8, color=colour, alpha=0.7, zorder=3, linewidths=0)
         ax.plot([], [], color=colour, linewidth=6, alpha=0.5, label=model)
-    ax.set_xticks(range(len(classes)))
-    ax.set_xticklabels(classes)
-    ax.set_xlim(-0.6, len(classes) - 0.4)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _png(fig)
+    return _finish_class_axes(fig, ax, list(classes), ylabel=ylabel, title=title)
 
 
 def paired_plot(values: dict[str, dict[str, Sequence[float]]], models: Sequence[str], *, ylabel: str, title: str) -> bytes:
@@ -85,7 +90,7 @@ def paired_plot(values: dict[str, dict[str, Sequence[float]]], models: Sequence[
     fig = _figure(max(4.5, 1.4 + (0.5 + 0.6 * nm) * len(classes)), 3.2)
     ax = fig.add_subplot(1, 1, 1)
     step = 0.7 / max(nm - 1, 1)
-    ticks, labels = [], []
+    labels: list[str] = []
     for i, label in enumerate(classes):
         xs = [i + (j - (nm - 1) / 2) * step if nm > 1 else float(i) for j in range(nm)]
         columns = [np.asarray(values[label].get(m, []), dtype=float) for m in models]
@@ -99,16 +104,8 @@ def paired_plot(values: dict[str, dict[str, Sequence[float]]], models: Sequence[
             ok = c[np.isfinite(c)]
             ax.scatter(np.full(ok.size, x), ok, s=22, color=model_colour(j), zorder=3, linewidths=0,
                        label=models[j] if i == 0 else None)
-        ticks.append(float(i))
         labels.append(f"{label}\n(n = {n})")
-    ax.set_xticks(ticks)
-    ax.set_xticklabels(labels, fontsize=8)
-    ax.set_xlim(-0.6, len(classes) - 0.4)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _png(fig)
+    return _finish_class_axes(fig, ax, labels, ylabel=ylabel, title=title, fontsize=8)
 
 
 def gain_plot(rows: Sequence[dict[str, Any]], *, xlabel: str, title: str) -> bytes:
