@@ -497,3 +497,15 @@ def test_mps_absent_is_usage_error():
 
     with pytest.raises(UsageError, match="MPS backend is not available"):
         resolve_device("mps")
+
+
+def test_progress_counts_slices_and_tiles():
+    """``NetworkUpscaler.progress`` hears (windows done, windows in all) after each forward pass."""
+    net = EDSR(scale_factor=2, num_features=8, num_blocks=1)
+    up = NetworkUpscaler(net, 2, tile=16, batch_size=2)
+    calls: list[tuple[int, int]] = []
+    up.progress = lambda done, total: calls.append((done, total))
+    up(torch.rand(1, 40, 40, 3))  # 3 slices x 3 x 3 tiles
+    totals = {t for _, t in calls}
+    assert totals == {27} and [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1] == (27, 27)
+    assert len(calls) == 14  # one call per forward pass of 2 windows
