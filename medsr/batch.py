@@ -26,7 +26,7 @@ from medsr.privacy import one_line
 
 __all__ = [
     "RASTER_SUFFIXES", "FILE_SUFFIXES", "output_name", "plan_outputs", "errors_folder", "discover", "BatchResult",
-    "run_batch", "output_lock", "check_output_folder", "write_errors_csv",
+    "ItemProgress", "progress_bar", "run_batch", "output_lock", "check_output_folder", "write_errors_csv",
 ]
 
 RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -114,6 +114,35 @@ class BatchResult:
         return msg + (f" (see {self.errors_csv})" if self.errors_csv else "")
 
 
+class ItemProgress:
+    """How far the item being processed is, reported from inside ``work`` (per slice or tile).
+
+    ``run_batch`` connects it to its progress bar for the duration of each item; calling it
+    (``done``, ``total``) moves the bar within that item's share, so a long series or a large
+    tiled image shows progress and a time estimate before its output is written.
+    """
+
+    def __init__(self) -> None:
+        self._sink: Callable[[float], None] | None = None
+
+    def __call__(self, done: float, total: float) -> None:
+        if self._sink is not None and total > 0:
+            self._sink(min(max(float(done) / float(total), 0.0), 1.0))
+
+
+def progress_bar(enabled: bool, unit: str = "") -> Any:
+    """A rich progress bar on stderr (stdout stays for results): count, percentage, elapsed and remaining time."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    count = "{task.completed:.0f}/{task.total:.0f}" + (f" {unit}" if unit else "")
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn(count), TaskProgressColumn(),
+        TimeElapsedColumn(), TextColumn("remaining"), TimeRemainingColumn(),
+        console=Console(stderr=True), disable=not enabled,
+    )
+
+
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
@@ -131,6 +160,9 @@ def run_batch(
     log: Callable[[str], None] = _stderr,
     errors_csv: Path | None = None,
     lock: bool = True,
+    units: Callable[[Any], int] | None = None,
+    unit: str = "",
+    item_progress: ItemProgress | None = None,
 ) -> BatchResult:
     """Run ``work(item, output)`` for every input; skip finished outputs with ``resume``; collect failures.
 
@@ -149,6 +181,11 @@ def run_batch(
     for processes that share it by design, e.g. the ranks of one ``torchrun``). An ``errors.csv``
     left by an earlier run is removed when every input is done. Messages are single lines
     (:func:`medsr.privacy.one_line`).
+
+    The progress bar (stderr) counts ``units(item)`` per item (default 1: files; e.g. the
+    slices of a series), named ``unit``; ``item_progress``, called from inside ``work``,
+    moves it within the current item. It counts computed items: a background write still
+    running is waited for at the end.
     """
     result = BatchResult()
     inputs = {p.resolve() for item in items for p in (item.path, *item.files)}
@@ -158,7 +195,7 @@ def run_batch(
     with output_lock(root) if lock else _no_lock():
         return _run_locked(
             items, outputs, work, inputs, result, resume=resume, overwrite=overwrite, progress=progress, verbose=verbose,
-            description=description, log=log, errors_csv=errors_csv,
+            description=description, log=log, errors_csv=errors_csv, units=units, unit=unit, item_progress=item_progress,
         )
 
 
@@ -181,9 +218,10 @@ def _run_locked(
     description: str,
     log: Callable[[str], None],
     errors_csv: Path | None,
+    units: Callable[[Any], int] | None,
+    unit: str,
+    item_progress: ItemProgress | None,
 ) -> BatchResult:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     todo: list[tuple[Any, Path]] = []
     for item, out in zip(items, outputs):
         if len(os.fsencode(out.name)) > 255:
@@ -201,9 +239,13 @@ def _run_locked(
             )
         else:
             todo.append((item, out))
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task(description, total=len(todo))
+    weight = [max(1, int(units(item))) if units is not None else 1 for item, _ in todo]
+    with progress_bar(progress, unit) as bar:
+        task = bar.add_task(description, total=sum(weight))
+        base = 0.0
+
+        def move(fraction: float, w: int = 1) -> None:
+            bar.update(task, completed=base + fraction * w)
 
         def attempt(item: Any, call: Callable[[], Any]) -> Any:
             """``call()``; an expected failure is recorded (or raised for a single input) and gives None."""
@@ -229,26 +271,32 @@ def _run_locked(
         def settle(item: Any, future: Future) -> None:
             if attempt(item, lambda: future.result() or True):
                 result.done += 1
-            bar.advance(task)
 
         in_flight: tuple[Any, Future] | None = None  # a background write, settled before the next one starts
-        for item, out in todo:
+        try:
+            for (item, out), w in zip(todo, weight):
 
-            def start(item: Any = item, out: Path = out) -> Any:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                return work(item, out) or True
+                def start(item: Any = item, out: Path = out) -> Any:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    return work(item, out) or True
 
-            started = attempt(item, start)
-            if isinstance(started, Future):
-                if in_flight is not None:
-                    settle(*in_flight)
-                in_flight = (item, started)
-                continue
-            if started:
-                result.done += 1
-            bar.advance(task)
-        if in_flight is not None:
-            settle(*in_flight)
+                if item_progress is not None:
+                    item_progress._sink = lambda f, w=w: move(f, w)
+                started = attempt(item, start)
+                base += w
+                bar.update(task, completed=base)
+                if isinstance(started, Future):
+                    if in_flight is not None:
+                        settle(*in_flight)
+                    in_flight = (item, started)
+                    continue
+                if started:
+                    result.done += 1
+            if in_flight is not None:
+                settle(*in_flight)
+        finally:
+            if item_progress is not None:
+                item_progress._sink = None
     target = errors_csv or errors_folder(outputs) / "errors.csv"
     if result.failed:
         result.errors_csv = write_errors_csv(target, result.failed)

@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 
 MODEL_HELP = "bicubic, lanczos, a shipped bundle (edsr_m, srcnn_srgan_hybrid, attention_residual) or a bundle folder."
+DEVICE_HELP = "auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps; a GPU asked for by name must be present."
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 some inputs failed (errors.csv), 2 usage error, 3 no input could be read, 4 output error."
 
 
@@ -138,7 +139,7 @@ def upscale(
     output: Optional[str] = typer.Option(None, "-o", "--output", metavar="OUTPUT", help="Output file or folder (created if missing), or a PACS: a DICOMweb root http(s)://HOST:PORT/ROOT or dicom://AET@HOST:PORT. Default: beside the input, named <stem>_sr<scale>x.<ext>."),
     scale: int = typer.Option(2, "-s", "--scale", help="In-plane factor: 2 or 4."),
     model: str = typer.Option("bicubic", "-m", "--model", help=MODEL_HELP),
-    device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
+    device: str = typer.Option("auto", "-d", "--device", help=DEVICE_HELP),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile edge in input pixels (default: from available memory)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Tiles/slices per forward pass (default: from available memory)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU) or fp16 (CUDA)."),
@@ -264,9 +265,10 @@ def evaluate(
     save_images: bool = typer.Option(False, "--save-images", help="Also save every model output."),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the degradations and the bootstrap."),
-    device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
+    device: str = typer.Option("auto", "-d", "--device", help=DEVICE_HELP),
     show_ids: bool = typer.Option(False, "--show-ids", help="Show file names / patient identifiers in the outputs."),
     classes: str = typer.Option("Covid,Normal,Pneumonia", "--classes", help="Class labels shown as they are; other folder/datalist labels become class-01, class-02... (see case-key.private.csv)."),
+    window: str = typer.Option("auto", "--window", help="Display window of the report panels: auto (the file's own Window Center/Width, else CT mediastinum or percentiles), lung, mediastinum, bone or percentile."),
     trust_bundle: bool = typer.Option(False, "--trust-bundle", help="Allow a bundle folder that medsr does not ship (its config can run code)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
@@ -295,7 +297,7 @@ def evaluate(
             data, output, scales=tuple(scales), models=tuple(names), modality=modality, degradation=degradation,
             save_images=save_images, seed=seed, show_ids=show_ids, progress=not no_progress and not quiet, device=device,
             trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle), classes=classes.split(","),
-            upscaler_factory=factory,
+            upscaler_factory=factory, window=window,
         )
     except MedsrError as err:
         raise _fail(err, verbose) from None

@@ -55,9 +55,9 @@ __all__ = [
     "METRIC_COLUMNS",
     "STAT_METRICS",
     "HIGHER_IS_BETTER",
-    "CT_DISPLAY_WINDOW",
     "Case",
     "collect_cases",
+    "BOOTSTRAP_METHOD",
     "bootstrap_ci",
     "paired_wilcoxon",
     "summarize",
@@ -97,12 +97,6 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "scale",
 ) + STAT_METRICS
 """Columns of ``metrics.csv``, in order."""
-
-CT_DISPLAY_WINDOW = (-1000.0, 400.0)
-"""CT display window in HU for the report panels (lung and mediastinum); display only."""
-
-PERCENTILE_WINDOW = (0.5, 99.5)
-"""Display window of MR, X-ray and other images: these percentiles of the HR image."""
 
 ZOOM_SIDE = 160
 """Edge, in HR pixels, of the zoomed region shown in the case panels."""
@@ -278,33 +272,47 @@ def collect_cases(data: PathLike, *, modality: str = "auto", exclude: PathLike |
 # --------------------------------------------------------------------------- statistics
 
 
-def bootstrap_ci(
-    diffs: Sequence[float] | np.ndarray, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of paired differences.
+BOOTSTRAP_METHOD = "BCa"
+"""Confidence intervals: bias-corrected and accelerated bootstrap (``scipy.stats.bootstrap``)."""
 
-    Resamples the differences with replacement ``n_resamples`` times (numpy
-    ``default_rng(seed)``) and returns the ``(1 - confidence) / 2`` and
-    ``(1 + confidence) / 2`` quantiles of the resampled means. Non-finite values
-    are dropped; fewer than two values give ``(nan, nan)``.
+
+def bootstrap_ci(
+    diffs: Sequence[float] | np.ndarray,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    method: str = BOOTSTRAP_METHOD,
+) -> tuple[float, float]:
+    """Bootstrap confidence interval of the mean of paired differences (``scipy.stats.bootstrap``).
+
+    ``method``: ``"BCa"`` (default: bias-corrected and accelerated, Efron 1987), ``"percentile"``
+    or ``"basic"``; ``n_resamples`` resamples drawn from ``numpy.random.default_rng(seed)``.
+    Non-finite values are dropped; fewer than two values give ``(nan, nan)``; constant
+    differences give ``(value, value)``. BCa intervals of very small samples are still too
+    narrow: the report gives no verdict below :data:`medsr.report.build.SMALL_N` images.
     """
+    from scipy.stats import bootstrap
+
     if int(n_resamples) < 1:
         raise UsageError(f"`n_resamples` must be >= 1, got {n_resamples}.")
     if not 0.0 < float(confidence) < 1.0:
         raise UsageError(f"`confidence` must be between 0 and 1, got {confidence}.")
+    if method not in ("BCa", "percentile", "basic"):
+        raise UsageError(f"`method` must be BCa, percentile or basic, got {method!r}.")
     d = np.asarray(diffs, dtype=np.float64).ravel()
     d = d[np.isfinite(d)]
     if d.size < 2:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = np.empty(int(n_resamples))
-    batch = max(1, (1 << 20) // d.size)
-    for start in range(0, means.size, batch):
-        k = min(batch, means.size - start)
-        means[start : start + k] = d[rng.integers(0, d.size, size=(k, d.size))].mean(axis=1)
-    alpha = (1.0 - float(confidence)) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    if float(np.ptp(d)) == 0.0:
+        return float(d[0]), float(d[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns when BCa's jackknife is degenerate; the interval is then NaN
+        res = bootstrap(
+            (d,), np.mean, confidence_level=float(confidence), n_resamples=int(n_resamples), method=method,
+            random_state=np.random.default_rng(seed), vectorized=True, batch=max(1, (1 << 20) // d.size),
+        )
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else (math.nan, math.nan)
 
 
 def paired_wilcoxon(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple[float, str]:
@@ -651,8 +659,12 @@ def _render_panels(
     gan_refs: dict[str, str],
     folder: Path,
     scale: int,
+    display: str = "auto",
 ) -> dict[str, Any]:
-    """Write the PNG panels of one case at one scale; returns what ``panel.json`` records."""
+    """Write the PNG panels of one case at one scale; returns what ``panel.json`` records.
+
+    ``display``: the display window (:data:`medsr.report.windows.DISPLAY_WINDOWS`).
+    """
     import torch
     from matplotlib import colormaps
 
@@ -666,30 +678,29 @@ def _render_panels(
     lr2 = _display_slice(prep.lr, z)
     lr_up = np.repeat(np.repeat(lr2, scale, 0), scale, 1)[: hr2.shape[0], : hr2.shape[1]]
 
-    # Display units and window (display only; metrics use the [0, 1] images): CT back in HU
-    # through the exact inverse mapping and a fixed HU window, others between percentiles.
+    # Display units and window (display only; metrics use the [0, 1] images): back in physical
+    # units (HU for CT) through the exact inverse mapping, then the file's own VOI window, else a
+    # modality preset (CT) or percentiles (medsr.report.windows).
+    from medsr.report.windows import display_window
+
     low, high = meta.get(mk.NORM_LOW), meta.get(mk.NORM_HIGH)
-    if modality == "ct" and low is not None and high is not None:
+    if low is not None and high is not None:
         from medsr.transforms import InvertModalityNormalize
 
         inverse = InvertModalityNormalize(low=float(low), high=float(high))
 
         def to_units(a: np.ndarray) -> np.ndarray:
             return _display_slice(inverse(torch.from_numpy(np.ascontiguousarray(a))[None]), None)
-
-        w_lo, w_hi = CT_DISPLAY_WINDOW
-        window = {"kind": "HU", "low": CT_DISPLAY_WINDOW[0], "high": CT_DISPLAY_WINDOW[1]}
-        diff_unit, diff_factor = "HU", 1.0
     else:
 
         def to_units(a: np.ndarray) -> np.ndarray:
             return a
 
-        sample = hr2[:: max(1, hr2.shape[0] // 512), :: max(1, hr2.shape[1] // 512)]
-        w_lo, w_hi = (float(v) for v in np.percentile(sample, PERCENTILE_WINDOW))
-        if w_hi <= w_lo:
-            w_lo, w_hi = float(sample.min()), float(sample.max()) + 1e-6
-        window = {"kind": "percentile", "low": PERCENTILE_WINDOW[0], "high": PERCENTILE_WINDOW[1]}
+    window = display_window(meta, to_units(hr2), display)
+    w_lo, w_hi = window["low"], window["high"]
+    if modality == "ct" and low is not None:
+        diff_unit, diff_factor = "HU", 1.0
+    else:
         diff_unit, diff_factor = "% of display range", 100.0 / (w_hi - w_lo)
 
     side = x1 - x0
@@ -769,18 +780,9 @@ def _render_panels(
 
 def _progress(enabled: bool) -> Any:
     """A rich progress bar on stderr (stdout stays clean for the CLI's result line)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from medsr.batch import progress_bar
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
+    return progress_bar(enabled, "images x scales")
 
 
 def _json_safe(v: Any) -> Any:
@@ -876,7 +878,7 @@ def run_evaluation(
     seed: int = 0,
     show_ids: bool = False,
     progress: bool = True,
-    device: str = "cpu",
+    device: str = "auto",
     n_resamples: int = 2000,
     confidence: float = 0.95,
     report: bool = True,
@@ -884,6 +886,7 @@ def run_evaluation(
     trust_bundle: bool = False,
     log: Callable[[str], Any] | None = None,
     classes: Sequence[str] | None = None,
+    window: str = "auto",
 ) -> Path:
     """Evaluate ``models`` against bicubic on the HR images in ``data``; write results to ``outdir``.
 
@@ -902,7 +905,7 @@ def run_evaluation(
             ``class-01``; :class:`medsr.privacy.Redactor`, whose private key file
             ``outdir/case-key.private.csv`` maps them back to the inputs).
         progress: show a progress bar on stderr.
-        device: ``"cpu"`` or ``"cuda"`` for the networks.
+        device: ``"auto"`` (default: CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
         n_resamples: bootstrap resamples per confidence interval.
         confidence: confidence level of the intervals.
         report: also build ``report.html`` and ``report.pdf`` (:func:`medsr.report.build_report`).
@@ -912,6 +915,9 @@ def run_evaluation(
             that medsr does not ship need ``trust_bundle``; ``log`` hears which config runs).
         classes: the declared class labels, shown as they are without ``show_ids``
             (default :data:`medsr.privacy.DEFAULT_CLASSES`).
+        window: display window of the case panels: ``"auto"`` (the file's own Window
+            Center/Width, else CT mediastinum or the 0.5-99.5 percentiles), a CT preset
+            ``"lung"``, ``"mediastinum"``, ``"bone"``, or ``"percentile"`` (:mod:`medsr.report.windows`).
 
     medsr deletes nothing it did not create: the panel folder ``cases/`` is replaced only
     when it holds medsr's marker (:data:`CASES_MARKER`); an input inside ``outdir`` (a
@@ -927,6 +933,9 @@ def run_evaluation(
     if degradation not in DEGRADATIONS:
         raise UsageError(f"`degradation` must be one of {', '.join(DEGRADATIONS)}, got {degradation!r}.")
     _check_modality(modality, "`modality`")
+    from medsr.report.windows import check_window
+
+    check_window(window)
     out = Path(outdir).expanduser()
     data_path = Path(data).expanduser()
     from medsr.batch import check_output_folder, output_lock
@@ -939,7 +948,7 @@ def run_evaluation(
             data_path, out, scales=scales, models=models, modality=modality, degradation=degradation,
             save_images=save_images, seed=seed, show_ids=show_ids, progress=progress, device=device,
             n_resamples=n_resamples, confidence=confidence, report=report, upscaler_factory=upscaler_factory,
-            trust_bundle=trust_bundle, log=log, classes=classes,
+            trust_bundle=trust_bundle, log=log, classes=classes, window=window,
         )
 
 
@@ -993,6 +1002,7 @@ def _run_evaluation(
     trust_bundle: bool,
     log: Callable[[str], Any] | None,
     classes: Sequence[str] | None,
+    window: str,
 ) -> Path:
     """:func:`run_evaluation` once the output folder is checked and locked."""
     cases_dir = out / "cases"
@@ -1095,7 +1105,7 @@ def _run_evaluation(
         return _write_results(
             out, rows, errors, cases, ids, model_labels, upscalers, gan_ref, load, red, cases_dir, data_path,
             scales=scales, modality=modality, degradation=degradation, seed=seed, show_ids=show_ids,
-            n_resamples=n_resamples, confidence=confidence, report=report,
+            n_resamples=n_resamples, confidence=confidence, report=report, window=window,
         )
     except OSError as err:
         raise OutputError(f"cannot write the results in {one_line(out)} ({err.strerror or err}); free space or choose another -o.") from err
@@ -1123,6 +1133,7 @@ def _write_results(
     n_resamples: int,
     confidence: float,
     report: bool,
+    window: str,
 ) -> Path:
     """Tables, case panels, summary and report of a finished evaluation."""
     _write_csv(out / "metrics.csv", METRIC_COLUMNS, ([_fmt(r[c]) for c in METRIC_COLUMNS] for r in rows))
@@ -1152,7 +1163,7 @@ def _write_results(
             outputs = {m: _upscale(upscalers[(m, s)], prep) for m in model_labels if m in need}
             refs = {m: gan_ref[m] for m in wanted if m in gan_ref}
             folder = cases_dir / f"{cid}_x{s}"
-            panel = _render_panels(cid, case, prep, outputs, refs, folder, s)
+            panel = _render_panels(cid, case, prep, outputs, refs, folder, s, window)
             panel["class"] = red.label(case.label)
             panel["path"] = red.shown(cid, case.path)
             (folder / "panel.json").write_text(json.dumps(_json_safe(panel), indent=1), encoding="utf-8")
@@ -1174,11 +1185,11 @@ def _write_results(
             "modality": modality,
             "degradation": degradation,
             "seed": seed,
-            "bootstrap": {"method": "percentile", "n_resamples": n_resamples, "confidence": confidence},
+            "bootstrap": {"method": BOOTSTRAP_METHOD, "n_resamples": n_resamples, "confidence": confidence},
             "test": "two-sided Wilcoxon signed-rank, paired by image (scipy.stats.wilcoxon, zero differences dropped)",
             "metric_convention": "[0,1] normalised images, data_range 1, border of `scale` pixels cropped; "
             "SSIM 11x11 Gaussian window sigma 1.5, K1 0.01, K2 0.03 (volumes: mean of in-plane SSIM over slices)",
-            "ct_display_window": list(CT_DISPLAY_WINDOW),
+            "display_window": window,
             "show_ids": show_ids,
         },
         "n_images": len({r["case"] for r in rows}),

@@ -52,7 +52,7 @@ from torch import nn
 
 from medsr import __version__
 from medsr import meta as mk
-from medsr.errors import UsageError
+from medsr.errors import InputError, UsageError
 from medsr.typing import SCALES, PathLike
 
 __all__ = [
@@ -61,6 +61,8 @@ __all__ = [
     "Upscaler",
     "InterpolationUpscaler",
     "NetworkUpscaler",
+    "DEVICES",
+    "resolve_device",
     "BundleInfo",
     "shipped_bundles",
     "resolve_bundle",
@@ -130,18 +132,23 @@ class InterpolationUpscaler:
     kind: str = "bicubic"
     scale: int = 2
     is_gan: bool = False
+    device: str | torch.device = "cpu"
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
         if self.kind not in INTERPOLATIONS:
             raise UsageError(f"`kind` must be one of {sorted(INTERPOLATIONS)}, got {self.kind!r}.")
         self.scale = _check_scale(self.scale)
+        self.device = resolve_device(self.device)
         self.name = self.kind
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         from medsr.transforms.resample import upsample
 
-        return upsample(torch.as_tensor(x), self.scale, axes=(0, 1), kernel=INTERPOLATIONS[self.kind])
+        x = torch.as_tensor(x)
+        if self.device.type == "cpu":
+            return upsample(x, self.scale, axes=(0, 1), kernel=INTERPOLATIONS[self.kind])
+        return upsample(x.to(self.device), self.scale, axes=(0, 1), kernel=INTERPOLATIONS[self.kind]).cpu()
 
 
 # --------------------------------------------------------------------------- threads, devices, ranks
@@ -259,19 +266,50 @@ def distributed_rank() -> tuple[int, int]:
     return rank, world
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
+DEVICES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
+"""What ``device`` / ``-d`` accepts; ``auto`` picks CUDA, then Apple MPS, then the CPU."""
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The ``torch.device`` for ``device`` (see :data:`DEVICES`); never falls back silently.
+
+    ``auto`` is CUDA when a GPU is visible (under ``torchrun``: ``cuda:LOCAL_RANK``), else MPS,
+    else the CPU. A GPU that was asked for by name but is absent is a :class:`UsageError`.
+    """
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif _mps_available():
+            device = "mps"
+        else:
+            device = "cpu"
     try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UsageError(f"`device` must be cpu, cuda or cuda:<index>, got {device!r}.") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise UsageError(f"`device` must be cpu or cuda, got {device!r}.")
+        dev = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"`device` must be one of {', '.join(DEVICES)}, got {device!r}.") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"`device` must be one of {', '.join(DEVICES)}, got {device!r}.")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError("`device` cuda was asked for but no CUDA GPU is available; use -d cpu.")
+            build = "this PyTorch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise UsageError(f"`device` {device!s} was asked for but {build}; use -d auto or -d cpu.")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise UsageError(
+                f"`device` {device!s} was asked for but only {count} CUDA GPU(s) are visible (cuda:0 to cuda:{count - 1})."
+            )
         if dev.index is None and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per local process
-            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
+            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]) % count)
+    if dev.type == "mps" and not _mps_available():
+        raise UsageError(f"`device` {device!s} (Apple GPU) was asked for but PyTorch's MPS backend is not available "
+                         "here; use -d auto or -d cpu.")
     return dev
+
 
 
 # --------------------------------------------------------------------------- tiling
@@ -678,7 +716,7 @@ def prepare_network(
         folded = copy.deepcopy(net)
         if _fold_shuffle_into_tail(folded) and _same_outputs(net, folded, _in_channels(net), spatial_dims):
             net = folded
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     net = net.to(dev)
     if spatial_dims == 2:
         net = net.to(memory_format=torch.channels_last)
@@ -752,7 +790,7 @@ class NetworkUpscaler:
         if spatial_dims not in (2, 3):
             raise UsageError(f"`spatial_dims` must be 2 or 3, got {spatial_dims}.")
         self.spatial_dims = int(spatial_dims)
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise UsageError(f"`precision` must be fp32, bf16 or fp16, got {precision!r}.")
         if precision == "fp16" and self.device.type != "cuda":
@@ -786,6 +824,8 @@ class NetworkUpscaler:
         self.memory_budget = int(memory_budget) if memory_budget else None
         self.channels_last = self.spatial_dims == 2
         self.net = prepare_network(net, self.spatial_dims, self.device, fuse=precision == "fp32")
+        self.progress: Callable[[int, int], None] | None = None
+        """Called ``(windows done, windows in all)`` after each forward pass (a window: a slice or a tile of it)."""
 
     # ---- planning
 
@@ -850,6 +890,7 @@ class NetworkUpscaler:
         out = alloc((n, c) + tuple(d * self.scale for d in sp), dtype=torch.float32)
         windows = list(self._windows(sp, tiles, overlap))
         jobs = [(i, w) for i in range(n) for w in windows]
+        report = getattr(self, "progress", None)
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
             batch = torch.stack([planes[(i, slice(None)) + w[0]] for i, w in chunk])
@@ -865,6 +906,8 @@ class NetworkUpscaler:
                         kept = kept * w.view((-1,) + (1,) * (len(sp) - 1 - axis))
                 out[(i, slice(None)) + place] += kept
             del pred
+            if report is not None:  # slices x tiles done so far
+                report(min(start + batch_size, len(jobs)), len(jobs))
         if blend:  # divide by the total weight, a product of per-axis sums (one where two tiles meet)
             for axis in range(len(sp)):
                 total = torch.zeros(sp[axis] * self.scale)
@@ -1044,7 +1087,7 @@ def load_upscaler(
     model: PathLike,
     scale: int,
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     tile: int | None = None,
     batch_size: int | None = None,
     precision: str = "fp32",
@@ -1058,14 +1101,16 @@ def load_upscaler(
     ``models/model_x4.pt`` is loaded with ``weights_only=True``. MONAI configs can
     run code, so a bundle that medsr does not ship is only loaded with
     ``trust_bundle=True``; ``log`` (a callable) is told which config runs.
-    ``tile``, ``batch_size`` and ``precision`` go to :class:`NetworkUpscaler`.
+    ``tile``, ``batch_size`` and ``precision`` go to :class:`NetworkUpscaler`; ``device``
+    (default ``auto``: CUDA, then MPS, then CPU; see :func:`resolve_device`) to either.
     """
     scale = _check_scale(scale)
     if precision not in PRECISIONS:
         raise UsageError(f"`precision` must be fp32, bf16 or fp16, got {precision!r}.")
+    device = resolve_device(device)  # before any bundle is read: a missing GPU is the first thing to say
     text = str(model)
     if text in INTERPOLATIONS:
-        return InterpolationUpscaler(text, scale)
+        return InterpolationUpscaler(text, scale, device=device)
     info = resolve_bundle(model)
     if not info.shipped and not trust_bundle:
         raise UsageError(
@@ -1287,8 +1332,8 @@ def upscale_path(
     (no process group or barrier is needed, so one slow or failing rank never
     blocks the others).
     """
-    from medsr.batch import discover, errors_folder, plan_outputs, run_batch
-    from medsr.io import load_image, save_image
+    from medsr.batch import ItemProgress, discover, errors_folder, plan_outputs, run_batch
+    from medsr.io import load_image, save_image, uneven_slices
 
     input = Path(input)
     output = Path(output) if output is not None else None
@@ -1317,6 +1362,15 @@ def upscale_path(
             norm = _normalise(load_image(item.files if item.kind == "series" else item.path), ct_window)
         else:
             norm = prefetch.get(item)
+        gaps = uneven_slices(norm)
+        if gaps:
+            if getattr(upscaler, "spatial_dims", 2) == 3:
+                raise InputError(
+                    f"{item.path}: the slices are unevenly spaced ({gaps}) and {upscaler.name} is a 3D network, which "
+                    "needs a regular grid; use a 2D model or fix the series."
+                )
+            tell(f"medsr: warning: {item.path}: the slices are unevenly spaced ({gaps}); each slice is upscaled "
+                 "in-plane on its own and keeps its position.")
         out_img = _upscale_normalised(norm, upscaler)
         del norm
         if writer is None:
@@ -1326,13 +1380,20 @@ def upscale_path(
 
     from medsr.io._common import expect_output
 
+    tracker = ItemProgress()
+    if progress and hasattr(upscaler, "progress"):
+        upscaler.progress = tracker
+    several = any(it.kind == "series" for it in pending)
     try:
         with expect_output(upscaler.scale**2):  # readers refuse, before decoding, what would not fit in memory
             result = run_batch(
                 items, outputs, work, resume=resume, overwrite=overwrite, progress=progress, verbose=verbose,
                 description=f"{who}upscale x{upscaler.scale} {upscaler.name}", errors_csv=errors_csv, lock=world == 1,
+                units=lambda it: len(it.files), unit="slices" if several else "images", item_progress=tracker,
             )
     finally:
+        if getattr(upscaler, "progress", None) is tracker:
+            upscaler.progress = None
         if writer is not None:
             writer.shutdown(wait=True)
         if prefetch is not None:

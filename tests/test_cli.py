@@ -267,3 +267,57 @@ def test_degrade_default_name_and_bad_option(sample: Path, tmp_path: Path) -> No
     assert (tmp_path / "mr_lr2x.nii").is_file()
     line = assert_one_line_error(run("degrade", src, "--modality", "pet", "--no-progress"), EXIT_USAGE)
     assert "--modality" in line
+
+
+# --------------------------------------------------------------------------- devices, progress, uneven series
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+@pytest.mark.parametrize("model", ["bicubic", "edsr_m"])
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_upscale_gpu_asked_for_but_absent_is_usage_error(sample: Path, tmp_path: Path, model: str, device: str) -> None:
+    src = tmp_path / "mr.dcm"
+    shutil.copy(sample / "mr_small.dcm", src)
+    line = assert_one_line_error(run("upscale", src, "-m", model, "-d", device, "--no-progress"), EXIT_USAGE)
+    assert f"`device` {device} was asked for" in line and "-d auto" in line
+    assert files_in(tmp_path) == {"mr.dcm"}  # never ran silently on the CPU
+
+
+def test_upscale_device_auto_default_and_bad_name(sample: Path, tmp_path: Path) -> None:
+    src = tmp_path / "mr.dcm"
+    shutil.copy(sample / "mr_small.dcm", src)
+    line = assert_one_line_error(run("upscale", src, "-d", "tpu", "--no-progress"), EXIT_USAGE)
+    assert "`device` must be one of auto, cpu, cuda, cuda:<index>, mps, got 'tpu'" in line
+    result = run("upscale", src, "--no-progress", "-v")  # no -d: auto
+    assert result.exit_code == EXIT_OK, result.stderr
+
+
+def test_upscale_progress_on_stderr_counts_slices(sample: Path, tmp_path: Path) -> None:
+    """Progress goes to stderr (stdout stays empty) and counts the 8 slices of the series, with time remaining."""
+    env = {**ENV, "COLUMNS": "160"}
+    proc = subprocess.run(
+        [str(MEDSR), "upscale", str(sample / "ct_series_lung_dx_a0001"), "-o", str(tmp_path / "out"), "-m", "edsr_m"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert proc.stdout == ""
+    assert "8/8 slices" in proc.stderr and "100%" in proc.stderr and "remaining" in proc.stderr
+
+
+def test_upscale_uneven_series_in_plane_with_warning(sample: Path, tmp_path: Path) -> None:
+    """A subset of a series (one slice missing): upscaled in-plane, each slice at its own position, with a warning."""
+    files = sorted((sample / "ct_series_lung_dx_a0001").glob("*.dcm"))
+    series = tmp_path / "subset"
+    series.mkdir()
+    for f in files[:3] + files[4:5]:
+        shutil.copy(f, series / f.name)
+    result = run("upscale", series, "-o", tmp_path / "out", "-s", "2", "--no-progress")
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert "warning" in result.stderr and "unevenly spaced" in result.stderr
+    assert f"10 mm between {files[4].name} at -284 mm and {files[2].name} at -274 mm" in result.stderr
+    out = tmp_path / "out" / "subset_sr2x"
+    for f in files[:3] + files[4:5]:
+        src = pydicom.dcmread(str(f), stop_before_pixels=True)
+        ds = pydicom.dcmread(str(out / f.name), stop_before_pixels=True)  # the input's name is kept
+        assert [float(v) for v in ds.ImagePositionPatient[2:]] == pytest.approx([float(src.ImagePositionPatient[2])])
+        assert (ds.Rows, ds.Columns) == (2 * src.Rows, 2 * src.Columns)

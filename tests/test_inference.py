@@ -468,3 +468,44 @@ def test_benchmark_tiny_mode_runs(tmp_path):
     assert edsr["medsr"]["mpix_per_s"] > 0 and edsr["plain"]["mpix_per_s"] > 0
     assert edsr["max_abs_diff_vs_plain"] <= 1e-4
     assert results["large"]["max_abs_diff_vs_untiled"] <= 1e-4
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def test_resolve_device_auto_and_names():
+    from medsr.inference import resolve_device
+
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert resolve_device("auto").type == expected
+    assert resolve_device("CPU") == torch.device("cpu")
+    with pytest.raises(UsageError, match="must be one of auto, cpu, cuda, cuda:<index>, mps"):
+        resolve_device("gpu0")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_interpolation_never_falls_back_to_cpu_silently():
+    from medsr.inference import load_upscaler
+
+    with pytest.raises(UsageError, match="`device` cuda:0 was asked for"):
+        load_upscaler("bicubic", 2, device="cuda:0")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="needs a machine without Apple MPS")
+def test_mps_absent_is_usage_error():
+    from medsr.inference import resolve_device
+
+    with pytest.raises(UsageError, match="MPS backend is not available"):
+        resolve_device("mps")
+
+
+def test_progress_counts_slices_and_tiles():
+    """``NetworkUpscaler.progress`` hears (windows done, windows in all) after each forward pass."""
+    net = EDSR(scale_factor=2, num_features=8, num_blocks=1)
+    up = NetworkUpscaler(net, 2, tile=16, batch_size=2)
+    calls: list[tuple[int, int]] = []
+    up.progress = lambda done, total: calls.append((done, total))
+    up(torch.rand(1, 40, 40, 3))  # 3 slices x 3 x 3 tiles
+    totals = {t for _, t in calls}
+    assert totals == {27} and [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1] == (27, 27)
+    assert len(calls) == 14  # one call per forward pass of 2 windows

@@ -21,7 +21,7 @@ Modules: :mod:`~medsr.io.dicom`, :mod:`~medsr.io.nifti`, :mod:`~medsr.io.raster`
 
 from __future__ import annotations
 
-from ._common import MAX_PIXELS, SOURCE_INFO, atomic_path, zoom_geometry
+from ._common import MAX_PIXELS, SOURCE_INFO, atomic_path, uneven_slices, zoom_geometry
 from .api import load_image, save_image
 from .discover import InputItem, discover_inputs
 from .reader import MedsrReader
@@ -33,6 +33,7 @@ __all__ = [
     "discover_inputs",
     "InputItem",
     "zoom_geometry",
+    "uneven_slices",
     "atomic_path",
     "MAX_PIXELS",
     "SOURCE_INFO",

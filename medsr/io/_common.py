@@ -42,6 +42,7 @@ __all__ = [
     "zoom_geometry",
     "atomic_path",
     "as_affine4",
+    "uneven_slices",
     "UnexpectedReadError",
     "quiet_pydicom",
 ]
@@ -267,6 +268,22 @@ def build_meta(
         "original_channel_dim": "no_channel",
         "space": "RAS",
     }
+
+
+def uneven_slices(meta: Any) -> str | None:
+    """Where the slices of a series read with uneven spacing lie (text naming the gaps), else None.
+
+    ``meta``: an image's meta dict (or the image). Such a series can be upscaled in-plane,
+    slice by slice, each keeping its position; what needs a regular grid (NIfTI output,
+    upscaling along the slice axis, 3D networks) is refused with this text.
+    """
+    meta = getattr(meta, "meta", meta)
+    try:
+        info = json.loads(meta.get(SOURCE_INFO) or "{}")
+    except (AttributeError, TypeError, ValueError):
+        return None
+    value = info.get("uneven") if isinstance(info, dict) else None
+    return str(value) if value else None
 
 
 def as_affine4(affine: Any) -> np.ndarray:

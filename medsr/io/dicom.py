@@ -27,6 +27,7 @@ spacing, SOP references without a SOP Class UID, a missing Frame of Reference UI
 
 from __future__ import annotations
 
+import csv
 import datetime
 import hashlib
 import json
@@ -47,8 +48,9 @@ import medsr
 from medsr import meta as mk
 from medsr.errors import InputError, OutputError
 
-from ._common import MAX_PIXELS, SOURCE_INFO, as_affine4, build_meta, check_memory, quiet_pydicom
+from ._common import DICOM_SUFFIXES, MAX_PIXELS, SOURCE_INFO, as_affine4, build_meta, check_memory, quiet_pydicom
 from .discover import is_dicom_candidate
+from .provenance import derive_series, reference_sources
 
 try:  # pydicom >= 3
     from pydicom.pixels import apply_modality_lut
@@ -66,6 +68,8 @@ __all__ = [
     "read_dicom",
     "read_dicom_header",
     "dicom_files_in_folder",
+    "SOURCES_CSV",
+    "series_slice_names",
     "write_dicom",
 ]
 
@@ -562,11 +566,16 @@ def _header_json(ds: Dataset) -> str:
     return hdr.to_json(suppress_invalid_tags=True)
 
 
-def _check_uniform(d: np.ndarray, where: str, what: str = "slices") -> None:
-    """``d``: positions along the normal in acquisition/sorted order; refuse duplicates, gaps, reversals."""
+def _check_uniform(d: np.ndarray, where: str, what: str = "slices", names: Sequence[str] | None = None,
+                   allow_uneven: bool = False) -> str | None:
+    """``d``: positions along the normal in acquisition/sorted order; refuse duplicates, reversals and gaps.
+
+    With ``allow_uneven`` (a series: in-plane work needs no regular grid) uneven spacing is not
+    refused; the description of the gaps (:func:`_spacing_gaps`) is returned instead.
+    """
     diffs = np.diff(d)
     if diffs.size == 0:
-        return
+        return None
     med = float(np.median(np.abs(diffs)))
     if med < 1e-4 or np.any(np.abs(diffs) < 1e-4):
         raise InputError(
@@ -576,12 +585,27 @@ def _check_uniform(d: np.ndarray, where: str, what: str = "slices") -> None:
     if not (np.all(diffs > 0) or np.all(diffs < 0)):
         raise InputError(f"{where}: the {what} are not ordered along the slice normal; medsr reads one stack only.")
     tol = max(0.01, 0.02 * med)
-    if float(np.max(np.abs(np.abs(diffs) - med))) > tol:
-        raise InputError(
-            f"{where}: {what} spacing is not uniform ({np.min(np.abs(diffs)):.4g} to {np.max(np.abs(diffs)):.4g} mm: "
-            "a missing slice, a gap or overlapping stacks); medsr needs evenly spaced slices, "
-            "fix the series or resample it to NIfTI first."
-        )
+    if float(np.max(np.abs(np.abs(diffs) - med))) <= tol:
+        return None
+    gaps = _spacing_gaps(d, names)
+    if allow_uneven:
+        return gaps
+    raise InputError(
+        f"{where}: {what} spacing is not uniform ({gaps}); medsr needs evenly spaced {what} here, "
+        "fix the series or resample it to NIfTI first."
+    )
+
+
+def _spacing_gaps(d: np.ndarray, names: Sequence[str] | None = None, limit: int = 3) -> str:
+    """Where the spacing of sorted positions ``d`` departs from its median, naming the slices around each gap."""
+    diffs = np.abs(np.diff(d))
+    med = float(np.median(diffs))
+    tol = max(0.01, 0.02 * med)
+    odd = [k for k in range(diffs.size) if abs(diffs[k] - med) > tol]
+    label = (lambda k: f"{names[k]} at {d[k]:.4g} mm") if names is not None else (lambda k: f"slice {k + 1} at {d[k]:.4g} mm")
+    parts = [f"{diffs[k]:.4g} mm between {label(k)} and {label(k + 1)}" for k in odd[:limit]]
+    more = f" and {len(odd) - limit} more" if len(odd) > limit else ""
+    return f"{med:.4g} mm between most slices but {'; '.join(parts)}{more}"
 
 
 def _affine_lps(ds: Dataset, kvec: np.ndarray | None, origin: np.ndarray | None) -> np.ndarray:
@@ -605,7 +629,7 @@ def _float_bits(ds: Dataset) -> int:
 
 def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tuple[int, ...], n_files: int,
           modality: str | None, float_bits: int = 0, slice_rescale: list[tuple[float, float]] | None = None,
-          ) -> dict[str, Any]:
+          extra_info: dict[str, Any] | None = None) -> dict[str, Any]:
     slope, intercept = (1.0, 0.0)
     rescale = _rescale(ds, 0)
     if rescale is not None:
@@ -628,7 +652,8 @@ def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tupl
         intercept=intercept,
         header_json=_header_json(ds),
         source_info={"transfer_syntax": ts, "n_files": n_files, "sop_class": str(ds.get("SOPClassUID", "")),
-                     "float_bits": float_bits, **({"slice_rescale": slice_rescale} if slice_rescale else {})},
+                     "float_bits": float_bits, **({"slice_rescale": slice_rescale} if slice_rescale else {}),
+                     **(extra_info or {})},
     )
 
 
@@ -741,7 +766,8 @@ def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tup
     order = np.argsort(positions @ normal, kind="stable")
     items = [items[i] for i in order]
     positions = positions[order]
-    _check_uniform(positions @ normal, where)
+    along = positions @ normal
+    uneven = _check_uniform(along, where, names=[p.name for p, _ in items], allow_uneven=True)
     rows, cols, n = int(first.Rows), int(first.Columns), len(items)
     if rows * cols * n > MAX_PIXELS:
         raise InputError(
@@ -758,8 +784,13 @@ def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tup
     rescales = [(_number(ds.get("RescaleSlope"), 1.0) or 1.0, _number(ds.get("RescaleIntercept"), 0.0) or 0.0)
                  for _, ds in items]
     varies = "ModalityLUTSequence" not in first and len(set(rescales)) > 1  # each slice's own, to write it back
+    slices = [
+        {"file": p.name, "sop_class": str(ds.get("SOPClassUID", "") or ""),
+         "sop_instance": str(ds.get("SOPInstanceUID", "") or ""), "position": [float(v) for v in pos]}
+        for (p, ds), pos in zip(items, positions)
+    ]
     meta = _meta(first, first_path, "dicom_series", _affine_lps(first, kvec, positions[0]), volume.shape, n, modality,
-                 float_bits, rescales if varies else None)
+                 float_bits, rescales if varies else None, extra_info={"slices": slices, "uneven": uneven})
     return volume, meta
 
 
@@ -1003,11 +1034,11 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
     nx, ny, nz = values.shape
     if nx > 65535 or ny > 65535:
         raise OutputError(f"{final}: {nx}x{ny} exceeds DICOM's 65535 rows/columns limit; write NIfTI instead.")
+    info = _source_info(meta)
     try:
-        info = json.loads(meta.get(SOURCE_INFO) or "{}")
         float_bits = int(info.get("float_bits") or 0)
         slice_rescale = [(float(a), float(b)) for a, b in info.get("slice_rescale") or []]
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError):
         float_bits, slice_rescale = 0, []
     enc = _Encoding(hdr, final, float_bits if float_bits in (32, 64) else 0)
     lps = _LPS_RAS @ as_affine4(img.affine)
@@ -1033,29 +1064,22 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
     old_thickness = _valid_float(hdr.get("SliceThickness"))
     spacing_changed = old_dk is not None and abs(new_dk - old_dk) > 1e-6 * max(old_dk, 1e-6)
 
+    src_slices = list(info.get("slices") or []) if fmt == "dicom_series" else []
+    uneven = info.get("uneven") if fmt == "dicom_series" else None
+    same_slices = bool(src_slices) and len(src_slices) == nz
+    if uneven and not same_slices:
+        raise OutputError(
+            f"{final}: the source slices are unevenly spaced ({uneven}), so {nz} slices cannot be placed on a "
+            f"regular grid from {len(src_slices) or 'its'} slices; upscale in-plane only, or fix the series."
+        )
+    if uneven:  # in-plane only: every slice keeps its own position, moved by the in-plane shift of the origin
+        shift = positions[0] - np.asarray(src_slices[0]["position"], dtype=np.float64)
+        positions = [np.asarray(sl["position"], dtype=np.float64) + shift for sl in src_slices]
+    src = (hdr.get("SOPClassUID"), hdr.get("SOPInstanceUID")) if fmt != "dicom_series" else None
+
     ds = hdr
     _drop_and_repair(ds)
-    now = datetime.datetime.now()
-    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    image_type = ds.get("ImageType") or []
-    image_type = [image_type] if isinstance(image_type, str) else [str(v) for v in image_type]
-    enhanced = "SharedFunctionalGroupsSequence" in ds or "PerFrameFunctionalGroupsSequence" in ds
-    # enhanced multi-frame IODs only allow PRIMARY as value 2 (dciodvfy rejects SECONDARY there)
-    ds.ImageType = ["DERIVED", "PRIMARY" if enhanced else "SECONDARY", *image_type[2:]]
-    ds.DerivationDescription = str(meta.get(mk.DERIVATION) or f"medsr {medsr.__version__}")[:1024]
-    ds.SeriesInstanceUID = generate_uid()
-    for kw_date, kw_time in (("InstanceCreationDate", "InstanceCreationTime"), ("SeriesDate", "SeriesTime"),
-                             ("ContentDate", "ContentTime")):
-        setattr(ds, kw_date, date)
-        setattr(ds, kw_time, time)
-    desc = str(ds.get("SeriesDescription", "") or "")
-    ds.SeriesDescription = (f"{desc} " if desc else "")[: 64 - len("[medsr]")] + "[medsr]"
-    if fmt != "dicom_series" and "SOPInstanceUID" in hdr:
-        src = Dataset()
-        src.ReferencedSOPClassUID = hdr.SOPClassUID
-        src.ReferencedSOPInstanceUID = hdr.SOPInstanceUID
-    else:
-        src = None
+    derive_series(ds, description=str(meta.get(mk.DERIVATION) or f"medsr {medsr.__version__}"))
     ds.Rows, ds.Columns = ny, nx
     ds.SamplesPerPixel = 1
     if old_ps is not None:
@@ -1072,7 +1096,10 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
             ds.PositionReferenceIndicator = ""
     if fmt in ("dicom_series", "dicom_multiframe") and spacing_changed and old_thickness is not None:
         ds.SliceThickness = _ds_value(old_thickness * new_dk / old_dk)
-    if fmt == "dicom_series" or (fmt == "dicom_multiframe" and "SpacingBetweenSlices" in ds):
+    if uneven:
+        if "SpacingBetweenSlices" in ds:
+            del ds.SpacingBetweenSlices  # not one value for unevenly spaced slices
+    elif fmt == "dicom_series" or (fmt == "dicom_multiframe" and "SpacingBetweenSlices" in ds):
         ds.SpacingBetweenSlices = _ds_value(new_dk)
 
     per_frame_rescale: list[tuple[float, float] | None] = [None] * nz
@@ -1112,7 +1139,9 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
         if not enc.float_bits and enc.lut is None:
             per_frame_rescale = _slice_rescales(values, enc, slice_rescale)
         target.mkdir()
-        width = max(4, len(str(nz)))
+        names = series_slice_names([sl.get("file", "") for sl in src_slices], nz)
+        sources = _slice_sources(src_slices, [float(p @ normal) for p in positions], normal)
+        mapping = []
         for k in range(nz):
             if per_frame_rescale[k] is not None:
                 ds.RescaleSlope, ds.RescaleIntercept = (_ds_value(v) for v in per_frame_rescale[k])
@@ -1122,12 +1151,19 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
                 ds.ImagePositionPatient = [_ds_value(v) for v in positions[k]]
                 if old_loc_value is not None:
                     ds.SliceLocation = _ds_value(old_loc_value + float((positions[k] - old_ipp) @ normal))
+            reference_sources(ds, [(src_slices[i].get("sop_class"), src_slices[i].get("sop_instance")) for i in sources[k]])
             set_pixels(pixel_bytes(k, k + 1))
-            _write_dataset(ds, target / f"{k + 1:0{width}d}.dcm", final)
+            _write_dataset(ds, target / names[k], final)
+            mapping.append((names[k], " ".join(src_slices[i].get("file", "") for i in sources[k]), k + 1,
+                            _ds_value(float(positions[k] @ normal))))
+        with open(target / SOURCES_CSV, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["file", "source_files", "instance_number", "position_mm"])
+            writer.writerows(mapping)
         return
     ds.SOPInstanceUID = generate_uid()
     if src is not None:
-        ds.SourceImageSequence = DicomSequence([src])
+        reference_sources(ds, [src])
     if old_ipp is not None:
         ds.ImagePositionPatient = [_ds_value(v) for v in positions[0]]
         if old_loc_value is not None:
@@ -1151,6 +1187,60 @@ def _slice_rescales(values: np.ndarray, enc: _Encoding, known: list[tuple[float,
         new_slope = float(_ds_value(span / (enc.hi - enc.lo) * (1 + 1e-6)))
         out[k] = (new_slope, float(_ds_value(lo_v - enc.lo * new_slope)))
     return out
+
+
+SOURCES_CSV = "medsr_sources.csv"
+"""Written inside a derived series folder: each output slice, the source file(s) it was made from, its position."""
+
+
+def series_slice_names(source_files: Sequence[str], n: int) -> list[str]:
+    """File names of the ``n`` slices of a derived series.
+
+    With one output slice per source slice, each keeps its source's name (its stem plus
+    ``.dcm``; a clash gets ``_2``, ``_3``...), so the user can tell which input each came from;
+    otherwise (slices added along the slice axis) they are numbered ``0001.dcm ...``.
+    """
+    if len(source_files) != n or not all(source_files):
+        width = max(4, len(str(n)))
+        return [f"{k + 1:0{width}d}.dcm" for k in range(n)]
+    names: list[str] = []
+    taken: set[str] = {SOURCES_CSV.lower()}
+    for name in source_files:
+        base = Path(name).name
+        stem = base[: -len(Path(base).suffix)] if Path(base).suffix.lower() in DICOM_SUFFIXES else base
+        candidate, k = f"{stem}.dcm", 1
+        while candidate.lower() in taken:
+            k += 1
+            candidate = f"{stem}_{k}.dcm"
+        taken.add(candidate.lower())
+        names.append(candidate)
+    return names
+
+
+def _slice_sources(src_slices: Sequence[dict[str, Any]], out_along: Sequence[float], normal: np.ndarray) -> list[list[int]]:
+    """Indices of the source slices each output slice derives from: its own, or the two around it."""
+    if not src_slices:
+        return [[] for _ in out_along]
+    if len(src_slices) == len(out_along):
+        return [[k] for k in range(len(out_along))]
+    src = np.array([np.asarray(sl["position"], dtype=np.float64) @ normal for sl in src_slices])
+    out = []
+    for z in out_along:
+        below = np.nonzero(src <= z + 1e-6)[0]
+        above = np.nonzero(src >= z - 1e-6)[0]
+        picks = {int(below[np.argmax(src[below])])} if below.size else set()
+        if above.size:
+            picks.add(int(above[np.argmin(src[above])]))
+        out.append(sorted(picks) or [int(np.argmin(np.abs(src - z)))])
+    return out
+
+
+def _source_info(meta: dict[str, Any]) -> dict[str, Any]:
+    try:
+        info = json.loads(meta.get(SOURCE_INFO) or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def _update_functional_groups(ds: Dataset, *, hdr_positions: list[np.ndarray], iop: tuple[np.ndarray, np.ndarray],

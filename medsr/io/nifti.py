@@ -133,6 +133,11 @@ def write_nifti(img: Any, target: Path, final: Path) -> None:
         info = json.loads(meta.get(SOURCE_INFO) or "{}")
     except (TypeError, ValueError):
         info = {}
+    if info.get("uneven") and values.ndim == 3 and values.shape[2] > 1:
+        raise OutputError(
+            f"{final}: a NIfTI volume needs evenly spaced slices, but the source series has {info['uneven']}; "
+            "write DICOM (in-plane upscaling keeps each slice's position), or fix the series."
+        )
     dtype = np.dtype(info.get("dtype", "float32"))
     if dtype.kind in "iu" and not info.get("scaled", False):
         limits = np.iinfo(dtype)

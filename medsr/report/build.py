@@ -13,7 +13,7 @@ from medsr import __version__
 from medsr.errors import InputError, OutputError
 from medsr.typing import PathLike
 
-__all__ = ["MODALITY_NAMES", "load_results", "report_context", "render_html", "build_report"]
+__all__ = ["MODALITY_NAMES", "SMALL_N", "ALPHA", "load_results", "report_context", "render_html", "build_report"]
 
 MODALITY_NAMES = {"xray": "X-ray", "ct": "CT", "mr": "MR", "other": "Other images"}
 
@@ -30,7 +30,18 @@ RANK_WORDS = {"best": "best case", "median": "median case", "worst": "worst case
 """How the case ranks (by PSNR gain over bicubic; for bicubic alone by its PSNR) are worded."""
 
 SMALL_N = 10
-"""Groups with fewer images than this get a caution."""
+"""Fewest images for a verdict. A smaller group gets no coloured verdict (its bootstrap interval
+is too narrow: with 2 images it is just the two per-image gains), and its images are shown one
+by one in a paired dot / slope plot instead of box plots."""
+
+ALPHA = 0.05
+"""A verdict (better / worse) needs the 95% BCa interval to exclude 0 and the Wilcoxon p below this."""
+
+VERDICT_LEGEND = (
+    f"Green: reliably better than bicubic (the 95% BCa bootstrap interval excludes 0 and the paired Wilcoxon test gives "
+    f"p < {ALPHA:g}); red: reliably worse; grey: no clear difference (or the interval and the test disagree); groups of "
+    f"fewer than {SMALL_N} images are never coloured."
+)
 
 
 # --------------------------------------------------------------------------- loading
@@ -147,11 +158,18 @@ DIGITS = {"psnr": 2, "ssim": 4, "mae": 4, "nrmse": 4, "sharpness": 2, "consisten
 
 
 def _verdict(diff: dict[str, Any] | None, higher_better: bool | None) -> str:
-    """``better``/``worse``/``unclear`` from the 95% CI of the difference."""
+    """``better``/``worse``/``unclear``, or ``few`` below :data:`SMALL_N` paired images.
+
+    Better or worse only when the BCa interval excludes 0 and the Wilcoxon test agrees
+    (p < :data:`ALPHA`); an interval and a test that disagree give ``unclear``.
+    """
     if not diff or higher_better is None:
         return ""
-    lo, hi = diff.get("ci_low"), diff.get("ci_high")
-    if lo is None or hi is None:
+    n = diff.get("n")
+    if n is None or int(n) < SMALL_N:
+        return "few"
+    lo, hi, p = diff.get("ci_low"), diff.get("ci_high"), diff.get("p")
+    if lo is None or hi is None or p is None or not p < ALPHA:
         return "unclear"
     if lo > 0:
         return "better" if higher_better else "worse"
@@ -196,8 +214,9 @@ METRIC_HELP = [
     ("SSIM (structural similarity, 0 to 1)", "how well local structure \u2013 edges, texture, contrast \u2013 matches "
      "the original; higher is better, 1 means identical."),
     ("Difference vs bicubic (95% CI)", "the average gain of a method over bicubic on the same images, with the range "
-     "the true average gain lies in with 95% confidence. If the range does not include 0, the method is reliably "
-     "better (green) or worse (red) than bicubic; otherwise the difference is unclear."),
+     "the true average gain lies in with 95% confidence. If the range does not include 0 and the paired test agrees, "
+     f"the method is reliably better (green) or worse (red) than bicubic; otherwise the difference is unclear. With "
+     f"fewer than {SMALL_N} images no verdict is given: such ranges are too narrow to trust."),
 ]
 
 
@@ -252,40 +271,54 @@ def _other_measures(g: dict[str, Any], higher: dict[str, Any]) -> list[dict[str,
     return cells
 
 
-def _finding(where: str, model: str, g: dict[str, Any], wins: int, n: int) -> dict[str, Any]:
+def _finding(where: str, model: str, g: dict[str, Any], gains: list[float]) -> dict[str, Any]:
+    """One line of the main results; ``gains``: the per-image PSNR gains over bicubic. States n."""
     d = g["psnr"]["diff"]
-    if d["ci_low"] is None:  # one image: no interval, no verdict
+    n = len(gains)
+    wins = sum(1 for x in gains if x > 0)
+    plural = "s" if n != 1 else ""
+    v = _verdict(d, True)
+    where = f"{where} (n = {n} image{plural})"
+    if v == "few":
+        spread = "" if n < 2 else f", per image {_signed(min(gains), 2)} to {_signed(max(gains), 2)} dB"
         return {
-            "verdict": "",
+            "verdict": v,
             "where": where,
             "model": model,
-            "word": f"measured on {n} image only",
-            "detail": f"PSNR {_signed(d['mean'], 2)} dB and SSIM {_signed(g['ssim']['diff']['mean'], 4)} against bicubic; "
-            "too few images for a confidence interval.",
+            "word": "not judged against bicubic",
+            "detail": f"only {n} image{plural}, a verdict needs at least {SMALL_N}. PSNR {_signed(d['mean'], 2)} dB on "
+            f"average{spread}, higher than bicubic in {wins} of {n}; SSIM {_signed(g['ssim']['diff']['mean'], 4)}.",
         }
-    v = _verdict(d, True)
     word = {"better": "better than", "worse": "worse than"}.get(v, "not clearly different from")
+    ci_excludes_zero = d["ci_low"] is not None and (d["ci_low"] > 0 or d["ci_high"] < 0)
+    p_small = d.get("p") is not None and d["p"] < ALPHA
+    disagree = " (the interval and the test disagree)" if ci_excludes_zero != p_small else ""
     return {
         "verdict": v,
         "where": where,
         "model": model,
         "word": word + " bicubic",
-        "detail": f"PSNR {_signed(d['mean'], 2)} dB (95% CI {_signed(d['ci_low'], 2)} to {_signed(d['ci_high'], 2)}), "
-        f"higher than bicubic in {wins} of {n} images; SSIM {_signed(g['ssim']['diff']['mean'], 4)}.",
+        "detail": f"PSNR {_signed(d['mean'], 2)} dB (95% CI {_signed(d['ci_low'], 2)} to {_signed(d['ci_high'], 2)}, "
+        f"Wilcoxon p {_p_text(d.get('p'))}{disagree}), higher than bicubic in {wins} of {n} images; "
+        f"SSIM {_signed(g['ssim']['diff']['mean'], 4)}.",
     }
 
 
 def _gain_plot(sec_title: str, metric: str, entries: list[tuple[str, int, dict[str, Any]]]) -> dict[str, Any]:
     from medsr.report import plots
 
-    forest = [{"label": label, "model_index": idx, "mean": d["mean"], "low": d["ci_low"], "high": d["ci_high"]} for label, idx, d in entries]
+    forest = [
+        {"label": f"{label} (n = {d.get('n')})", "model_index": idx, "mean": d["mean"],
+         "low": d["ci_low"] if _verdict(d, True) != "few" else None, "high": d["ci_high"] if _verdict(d, True) != "few" else None}
+        for label, idx, d in entries
+    ]
     name = metric.upper()
     unit = " (dB)" if metric == "psnr" else ""
     return {
         "title": f"Gain in {name} over bicubic",
         "png": plots.gain_plot(forest, xlabel=f"{name} difference vs bicubic{unit}", title=f"{sec_title}: {name} gain over bicubic"),
-        "caption": "Dot: average gain over bicubic on the same images; bar: 95% confidence interval. "
-        "Bars entirely right of the line mean reliably better than bicubic.",
+        "caption": "Dot: average gain over bicubic on the same images; bar: 95% BCa confidence interval. "
+        f"Bars entirely right of the line mean better than bicubic. Groups of fewer than {SMALL_N} images get no bar.",
     }
 
 
@@ -317,8 +350,8 @@ def _limits(modalities: list[str], rows: list[dict[str, Any]], summary: dict[str
     )
     if small:
         limits.append(
-            f"Small groups (fewer than {SMALL_N} images: {', '.join(small)}): confidence intervals are wide, bootstrap "
-            "intervals of so few images are too narrow, and p-values are unreliable; a larger test set is needed before "
+            f"Small groups (fewer than {SMALL_N} images: {', '.join(small)}): bootstrap intervals of so few images are too "
+            "narrow and p-values are unreliable, so no verdict is given for them; a larger test set is needed before "
             "drawing conclusions."
         )
     if has_gan:
@@ -329,16 +362,18 @@ def _limits(modalities: list[str], rows: list[dict[str, Any]], summary: dict[str
 
 def _technical(settings: dict[str, Any], scales: list[int], version: str) -> list[str]:
     boot = settings.get("bootstrap", {})
-    ct_lo, ct_hi = settings.get("ct_display_window", [-1000, 400])
     return [
         f"Metric convention: {settings.get('metric_convention', '')}.",
-        f"Confidence intervals: {boot.get('method', 'percentile')} bootstrap of the mean paired difference, "
-        f"{boot.get('n_resamples', 2000)} resamples, seed {settings.get('seed', 0)}.",
+        f"Confidence intervals: {boot.get('method', 'percentile')} bootstrap of the mean paired difference "
+        f"(scipy.stats.bootstrap), {boot.get('n_resamples', 2000)} resamples, seed {settings.get('seed', 0)}. "
+        f"A verdict needs at least {SMALL_N} images, the interval to exclude 0 and p < {ALPHA:g}.",
         f"p-values: {settings.get('test', 'Wilcoxon signed-rank')}. No correction for multiple comparisons.",
         "Consistency PSNR: each output is degraded again with exactly the operation that produced its input and compared "
         "with that input (in low-resolution space, a 1-pixel border cropped).",
-        f"Display: CT in Hounsfield units with a window of {ct_lo:g} to {ct_hi:g} HU; MR and X-ray between the 0.5th and "
-        "99.5th intensity percentiles of the original. Windows are for display only; all metrics use the full intensity range.",
+        f"Display windows ({settings.get('display_window', 'auto')}): the file's own Window Center/Width when it has one, "
+        "else for CT the mediastinum preset (centre 40, width 400 HU), for MR and X-ray the 0.5th to 99.5th intensity "
+        "percentiles of the original; each panel names its window. Windows are for display only; all metrics use the "
+        "full intensity range.",
         f"Degradation: {settings.get('degradation', 'bicubic')}; scales: {', '.join(f'x{s}' for s in scales)}; medsr {version}.",
     ]
 
@@ -369,7 +404,8 @@ def report_context(
             if not mod_rows:
                 continue
             title = f"{MODALITY_NAMES.get(mod, mod)}, \u00d7{s}"
-            sec: dict[str, Any] = {"id": f"{mod}-x{s}", "title": title, "tables": [], "plots": [], "cases": [],
+            sec: dict[str, Any] = {"id": f"{mod}-x{s}", "title": title, "n": len({r["case"] for r in mod_rows}),
+                                   "tables": [], "plots": [], "cases": [],
                                    "consistency": [], "other": [], "has_models": len(models) > 1}
             for label in table_classes:
                 present = [gidx[(mod, label, m, s)] for m in models if (mod, label, m, s) in gidx]
@@ -385,20 +421,31 @@ def report_context(
                 if x != "bicubic" and g["psnr"].get("diff"):
                     cases = [r["case"] for r in mod_rows if r["model"] == x]
                     pairs = [(psnr_of[(c, x, s)], psnr_of.get((c, "bicubic", s), math.nan)) for c in cases]
-                    wins = sum(1 for a, b in pairs if a > b)
-                    findings.append(_finding(title, x, g, wins, len(pairs)))
+                    gains = [a - b for a, b in pairs if math.isfinite(a - b)]
+                    findings.append(_finding(title, x, g, gains))
 
+            order = {label: sorted({r["case"] for r in mod_rows if r["class"] == label}) for label in classes}
             values = {
-                _class_name(label, classes): {x: [r["psnr"] for r in mod_rows if r["class"] == label and r["model"] == x] for x in models}
+                _class_name(label, classes): {x: [psnr_of.get((c, x, s), math.nan) for c in order[label]] for x in models}
                 for label in classes
             }
-            sec["plots"].append(
-                {
-                    "title": "PSNR of every image, per class",
-                    "png": plots.box_plot(values, models, ylabel="PSNR (dB), higher is better", title=f"{title}: PSNR per image"),
-                    "caption": "Each dot is one image; the box spans the middle half of the images, the line is the median.",
-                }
-            )
+            if min(len(v) for v in order.values()) < SMALL_N:
+                sec["plots"].append(
+                    {
+                        "title": "PSNR of every image, per class",
+                        "png": plots.paired_plot(values, models, ylabel="PSNR (dB), higher is better", title=f"{title}: PSNR per image"),
+                        "caption": "Each dot is one image under one method; a line joins the results of the same image. "
+                        f"Shown image by image because a group has fewer than {SMALL_N} images.",
+                    }
+                )
+            else:
+                sec["plots"].append(
+                    {
+                        "title": "PSNR of every image, per class",
+                        "png": plots.box_plot(values, models, ylabel="PSNR (dB), higher is better", title=f"{title}: PSNR per image"),
+                        "caption": "Each dot is one image; the box spans the middle half of the images, the line is the median.",
+                    }
+                )
             for m in ("psnr", "ssim"):
                 entries = [
                     (f"{_class_name(label, classes)} \u2013 {x}", model_index[x], gidx[(mod, label, x, s)][m]["diff"])
@@ -436,6 +483,7 @@ def report_context(
         "intro": _intro(models, scales, settings.get("degradation", "bicubic")),
         "metric_help": METRIC_HELP,
         "findings": findings,
+        "verdict_legend": VERDICT_LEGEND,
         "sections": sections,
         "gan": gan,
         "limits": _limits(modalities, rows, summary, bool(gan_models)),
@@ -472,12 +520,9 @@ def _case_block(sel: dict[str, Any], panel: dict[str, Any], rows: list[dict[str,
     score = {r["model"]: r["psnr"] for r in rows if r["case"] == sel["case"] and r["scale"] == scale}
     path = next((r["path"] for r in rows if r["case"] == sel["case"]), None) if ids_ok else None
     unit = panel.get("diff_unit", "")
-    window = panel.get("window", {})
-    win_text = (
-        f"CT window {window.get('low'):g} to {window.get('high'):g} HU"
-        if window.get("kind") == "HU"
-        else "0.5th to 99.5th percentile of the original"
-    )
+    from medsr.report.windows import window_text
+
+    win_text = window_text(panel.get("window", {}))
     top = [
         ("Original (reference)", img("hr")),
         (f"Low-resolution input (1/{scale})", img("lr")),

@@ -85,7 +85,7 @@ def write_pdf(ctx: dict[str, Any], path: Path) -> Path:
     cell = ParagraphStyle("cell", parent=body, fontSize=8, leading=9.5)
     h1, h2, h3 = styles["Title"], styles["Heading2"], styles["Heading3"]
     h3 = ParagraphStyle("h3", parent=h3, fontSize=11, spaceBefore=8, spaceAfter=3)
-    colour = {"better": "#1b7a2b", "worse": "#b22222", "unclear": "#555555", "": "#1d1d1f"}
+    colour = {"better": "#1b7a2b", "worse": "#b22222", "unclear": "#555555", "few": "#555555", "": "#1d1d1f"}
 
     def P(text: str, style: Any = body) -> Any:
         return Paragraph(text, style)
@@ -142,9 +142,9 @@ def write_pdf(ctx: dict[str, Any], path: Path) -> Path:
 
     for sec in ctx["sections"]:
         story.append(CondPageBreak(150 * mm))
-        story.append(P(e(sec["title"]), h2))
+        story.append(P(f"{e(sec['title'])} <font size='9' color='#555555'>(n = {sec['n']} image{'s' if sec['n'] != 1 else ''})</font>", h2))
         for t in sec["tables"]:
-            caution = "; small group, interpret with caution" if t["small"] else ""
+            caution = "; small group: no verdict" if t["small"] else ""
             head = [
                 [P("<b>Method</b>", cell), P("<b>PSNR (dB), higher is better</b>", cell), "", "", P("<b>SSIM, higher is better</b>", cell), "", ""],
                 ["", P("mean &plusmn; SD", cell), P("difference vs bicubic (95% CI)", cell), P("p", cell),
@@ -161,8 +161,7 @@ def write_pdf(ctx: dict[str, Any], path: Path) -> Path:
             table.setStyle(style)
             notes = [P(f"<font color='#8a5a00'>{e(m)} {e(text)}</font>", small) for m, text in t["notes"]]
             story.append(KeepTogether([P(f"{e(t['label'])} <font size='8' color='#555555'>(n = {t['n']}{caution})</font>", h3), table] + notes))
-        story.append(P("&#9733; best mean in the table. Green: reliably better than bicubic (95% CI above 0); red: reliably worse; "
-                       "grey: no clear difference. p: paired Wilcoxon signed-rank test.", small))
+        story.append(P(f"&#9733; best mean in the table. {e(ctx['verdict_legend'])} p: paired Wilcoxon signed-rank test.", small))
         other = [[P(f"<b>{h}</b>", cell) for h in ("Method", "Mean absolute error (% of range), lower is better",
                                                     "Relative error (NRMSE), lower is better",
                                                     "Edge sharpness (1 = as sharp as the original)",

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MODEL_COLOURS", "model_colour", "box_plot", "gain_plot", "colorbar"]
+__all__ = ["MODEL_COLOURS", "model_colour", "box_plot", "paired_plot", "gain_plot", "colorbar"]
 
 MODEL_COLOURS = ("#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 """Bicubic grey, then one colour per model (colour-blind friendly order kept short)."""
@@ -32,6 +32,18 @@ def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     return buf.getvalue()
+
+
+def _finish_class_axes(fig: Any, ax: Any, labels: list[str], *, ylabel: str, title: str, fontsize: float | None = None) -> bytes:
+    """Class labels under ticks 0, 1, ..., axis labels, grid and legend; the figure as PNG."""
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, fontsize=fontsize)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(fig)
 
 
 def box_plot(values: dict[str, dict[str, Sequence[float]]], models: Sequence[str], *, ylabel: str, title: str) -> bytes:
@@ -63,14 +75,37 @@ def box_plot(values: dict[str, dict[str, Sequence[float]]], models: Sequence[str
         for p, v in zip(pos, data):
             ax.scatter(p + rng.uniform(-width / 4, width / 4, v.size), v, s=8, color=colour, alpha=0.7, zorder=3, linewidths=0)
         ax.plot([], [], color=colour, linewidth=6, alpha=0.5, label=model)
-    ax.set_xticks(range(len(classes)))
-    ax.set_xticklabels(classes)
-    ax.set_xlim(-0.6, len(classes) - 0.4)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _png(fig)
+    return _finish_class_axes(fig, ax, list(classes), ylabel=ylabel, title=title)
+
+
+def paired_plot(values: dict[str, dict[str, Sequence[float]]], models: Sequence[str], *, ylabel: str, title: str) -> bytes:
+    """Paired dot / slope plot for small groups: every image's value under each method, joined by a line.
+
+    ``values[class][model]``: one value per image, in the same image order for every model
+    (NaN where missing). A box drawn from a handful of points would hide them; here each
+    image is visible and so is whether it gained or lost against bicubic.
+    """
+    classes = list(values)
+    nm = len(models)
+    fig = _figure(max(4.5, 1.4 + (0.5 + 0.6 * nm) * len(classes)), 3.2)
+    ax = fig.add_subplot(1, 1, 1)
+    step = 0.7 / max(nm - 1, 1)
+    labels: list[str] = []
+    for i, label in enumerate(classes):
+        xs = [i + (j - (nm - 1) / 2) * step if nm > 1 else float(i) for j in range(nm)]
+        columns = [np.asarray(values[label].get(m, []), dtype=float) for m in models]
+        n = max((c.size for c in columns), default=0)
+        for k in range(n):
+            ys = [c[k] if k < c.size else math.nan for c in columns]
+            pts = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
+            if len(pts) > 1:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#9aa0a6", linewidth=1, zorder=2)
+        for j, (x, c) in enumerate(zip(xs, columns)):
+            ok = c[np.isfinite(c)]
+            ax.scatter(np.full(ok.size, x), ok, s=22, color=model_colour(j), zorder=3, linewidths=0,
+                       label=models[j] if i == 0 else None)
+        labels.append(f"{label}\n(n = {n})")
+    return _finish_class_axes(fig, ax, labels, ylabel=ylabel, title=title, fontsize=8)
 
 
 def gain_plot(rows: Sequence[dict[str, Any]], *, xlabel: str, title: str) -> bytes:
@@ -97,7 +132,7 @@ def gain_plot(rows: Sequence[dict[str, Any]], *, xlabel: str, title: str) -> byt
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     lo_x, hi_x = ax.get_xlim()
-    span = max(abs(lo_x), abs(hi_x))
+    span = 1.08 * max(abs(lo_x), abs(hi_x))  # symmetric about 0, with room for a dot at the edge
     ax.text(span * 0.98, -0.65, "better than bicubic \u2192", ha="right", va="bottom", fontsize=7, color="#2a7a2a")
     ax.text(-span * 0.98, -0.65, "\u2190 worse", ha="left", va="bottom", fontsize=7, color="#a33")
     ax.set_xlim(-span, span)

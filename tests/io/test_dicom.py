@@ -266,16 +266,19 @@ def test_series_write_roundtrip_and_through_plane(sample, tmp_path, upscale, dci
     _write_series(sample / "ct_small.dcm", tmp_path / "series", positions, [2, 0, 3, 1])
     vol = load_image(tmp_path / "series")
     out = save_image(vol, tmp_path / "out_x1")
-    files = sorted(out.iterdir())
-    assert [f.name for f in files] == ["0001.dcm", "0002.dcm", "0003.dcm", "0004.dcm"]
+    files = sorted(out.glob("*.dcm"))
+    # one output slice per input slice: each keeps its input's name (files were written in z order 2, 0, 3, 1)
+    assert [f.name for f in files] == ["slice_00.dcm", "slice_01.dcm", "slice_02.dcm", "slice_03.dcm"]
+    z_of = {f.name: float(pydicom.dcmread(str(f), stop_before_pixels=True).ImagePositionPatient[2]) for f in files}
+    assert z_of == pytest.approx({"slice_00.dcm": -75.0, "slice_01.dcm": -80.0, "slice_02.dcm": -72.5, "slice_03.dcm": -77.5})
     np.testing.assert_array_equal(load_image(out).numpy(), vol.numpy())
     uids = {pydicom.dcmread(str(f), stop_before_pixels=True).SeriesInstanceUID for f in files}
     assert len(uids) == 1
 
     up = upscale(vol, (2, 2, 2))
     out2 = save_image(up, tmp_path / "out_x2")
-    files = sorted(out2.iterdir())
-    assert len(files) == 8
+    files = sorted(out2.glob("*.dcm"))
+    assert [f.name for f in files] == [f"{k:04d}.dcm" for k in range(1, 9)]  # new slices: numbered
     first, last = (pydicom.dcmread(str(f), stop_before_pixels=True) for f in (files[0], files[-1]))
     assert (first.Rows, first.Columns) == (256, 256)
     assert float(first.SpacingBetweenSlices) == pytest.approx(1.25)
@@ -298,10 +301,29 @@ def test_sample_ct_series(sample):
     assert json.loads(vol.meta["medsr_source_info"])["n_files"] == 8
 
 
-def test_series_non_uniform_spacing(sample, tmp_path):
+def test_series_non_uniform_spacing(sample, tmp_path, upscale, dciodvfy):
+    """A missing slice: read and upscaled in-plane slice by slice, each keeping its position; no regular grid."""
+    from medsr.errors import OutputError
+    from medsr.io import uneven_slices
+
     _write_series(sample / "ct_small.dcm", tmp_path / "s", [0.0, 2.5, 5.0, 10.0, 12.5])
-    with pytest.raises(InputError, match="not uniform"):
-        load_image(tmp_path / "s")
+    vol = load_image(tmp_path / "s")
+    gap = uneven_slices(vol)
+    assert gap is not None and "5 mm between slice_02.dcm at 5 mm and slice_03.dcm at 10 mm" in gap
+    out = save_image(upscale(vol, (2, 2, 1)), tmp_path / "s_sr2x")
+    written = sorted(out.glob("*.dcm"))
+    z = [float(pydicom.dcmread(str(f), stop_before_pixels=True).ImagePositionPatient[2]) for f in written]
+    assert z == pytest.approx([0.0, 2.5, 5.0, 10.0, 12.5])
+    first = pydicom.dcmread(str(written[0]), stop_before_pixels=True)
+    assert (first.Rows, first.Columns) == (256, 256) and "SpacingBetweenSlices" not in first
+    assert dciodvfy(written[3]) == []
+    as_nifti = vol.clone()
+    as_nifti.meta[mk.FORMAT] = "nifti"  # as medsr evaluate --save-images writes volumes
+    with pytest.raises(OutputError, match="evenly spaced slices.*slice_02.dcm at 5 mm and slice_03.dcm"):
+        save_image(as_nifti, tmp_path / "s.nii.gz")
+    with pytest.raises(OutputError, match="unevenly spaced.*slice_03.dcm"):
+        save_image(upscale(vol, (1, 1, 2)), tmp_path / "s_z2")
+    assert not (tmp_path / "s.nii.gz").exists() and not (tmp_path / "s_z2").exists()
 
 
 def test_series_duplicate_positions(sample, tmp_path):
@@ -424,6 +446,6 @@ def test_shared_ct_series_x2(tmp_path, upscale, dciodvfy):
     vol = load_image(files)
     assert vol.shape == (1, 512, 512, 6)
     out = save_image(upscale(vol, (2, 2, 2)), tmp_path / "lung_sr2x")
-    slices = sorted(out.iterdir())
+    slices = sorted(out.glob("*.dcm"))
     assert len(slices) == 12
     assert dciodvfy(slices[0]) == [] and dciodvfy(slices[-1]) == []

@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -86,7 +87,7 @@ def make_results(root: Path, *, show_ids: bool = True, n_per_class: int = 5) -> 
         "settings": {"data": "/data", "scales": [2], "models": ["bicubic", "edsr_m", "srgan"], "gan_models": {"srgan": "edsr_m"},
                      "modality": "auto", "degradation": "bicubic", "seed": 0,
                      "bootstrap": {"method": "percentile", "n_resamples": 200, "confidence": 0.95},
-                     "test": "Wilcoxon", "metric_convention": "test convention", "ct_display_window": [-1000, 400],
+                     "test": "Wilcoxon", "metric_convention": "test convention", "display_window": "auto",
                      "show_ids": show_ids},
         "n_images": 2 * n_per_class, "n_failed": 0, "metrics": list(ev.STAT_METRICS), "higher_is_better": ev.HIGHER_IS_BETTER,
         "groups": groups, "sources": ev._sources(rows), "cases": cases,
@@ -130,6 +131,17 @@ class _Collector(HTMLParser):
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return make_results(tmp_path / "results")
+
+
+@pytest.fixture
+def artefacts(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Where a test leaves what a person should look at: ``$MEDSR_TEST_ARTEFACTS/<test>`` (kept), else tmp_path."""
+    root = os.environ.get("MEDSR_TEST_ARTEFACTS")
+    if not root:
+        return tmp_path
+    folder = Path(root) / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def test_html_is_self_contained_and_has_the_tables(results: Path) -> None:
@@ -177,13 +189,15 @@ def test_missing_or_empty_results(tmp_path: Path) -> None:
         build_report(tmp_path / "nope")
 
 
-def test_pdf_renders_with_pdftoppm(results: Path, tmp_path: Path) -> None:
-    _, pdf = build_report(results)
+@pytest.mark.parametrize("n_per_class", [1, 5])
+def test_pdf_renders_with_pdftoppm(tmp_path: Path, artefacts: Path, n_per_class: int) -> None:
+    """PDF pages as PNG (left in $MEDSR_TEST_ARTEFACTS to look at): a small-n and a larger report."""
+    _, pdf = build_report(make_results(tmp_path / "results", n_per_class=n_per_class))
     assert pdf.read_bytes()[:5] == b"%PDF-"
     if not shutil.which("pdftoppm"):
         pytest.skip("pdftoppm (poppler-utils) is not installed")
-    subprocess.run(["pdftoppm", "-png", "-r", "40", str(pdf), str(tmp_path / "page")], check=True, timeout=120)
-    pages = sorted(tmp_path.glob("page*.png"))
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(pdf), str(artefacts / "page")], check=True, timeout=120)
+    pages = sorted(artefacts.glob("page*.png"))
     assert len(pages) >= 1
     from PIL import Image
 
@@ -191,12 +205,14 @@ def test_pdf_renders_with_pdftoppm(results: Path, tmp_path: Path) -> None:
     assert first.std() > 5  # text and tables, not a blank page
 
 
-def test_chromium_renders_the_page(results: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("n_per_class", [1, 5])
+def test_chromium_renders_the_page(tmp_path: Path, artefacts: Path, n_per_class: int) -> None:
+    """Headless Chromium screenshot of the HTML report (left in $MEDSR_TEST_ARTEFACTS to look at)."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         pytest.skip("chromium is not on PATH")
-    html, _ = build_report(results)
-    shot = tmp_path / "shot.png"
+    html, _ = build_report(make_results(tmp_path / "results", n_per_class=n_per_class))
+    shot = artefacts / "report_html.png"
     cmd = [
         exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -233,3 +249,47 @@ def test_bicubic_only_results(tmp_path: Path) -> None:
     doc = html.read_text(encoding="utf-8")
     assert "Possibly invented detail (GAN models)" not in doc
     assert "Best" in doc and "bicubic PSNR" in doc
+
+
+# --------------------------------------------------------------------------- small-sample verdicts
+
+
+def test_small_n_report_has_no_coloured_verdict_and_states_n(tmp_path: Path) -> None:
+    """2 images (the case of the issue): no green/red anywhere, n in the headline, images shown one by one."""
+    from medsr.report.build import load_results, report_context
+
+    root = make_results(tmp_path / "r", n_per_class=1)
+    html, _ = build_report(root)
+    doc = html.read_text(encoding="utf-8")
+    assert 'class="better"' not in doc and 'class="worse"' not in doc
+    assert doc.count('was <span class="few">not judged against bicubic</span>') == 2  # edsr_m and srgan
+    ctx = report_context(*load_results(root))
+    for f in ctx["findings"]:
+        assert f["verdict"] == "few" and f["word"] == "not judged against bicubic"
+        assert "(n = 2 images)" in f["where"] and "a verdict needs at least 10" in f["detail"]
+    assert "Shown image by image" in doc  # paired dot / slope plot, not box plots
+    assert "(n = 2 images)" in doc  # the section headline
+
+
+def test_large_clear_gain_is_green_when_interval_and_test_agree(tmp_path: Path) -> None:
+    from medsr.report.build import load_results, report_context
+
+    root = make_results(tmp_path / "r", n_per_class=12)  # edsr_m +1.2 dB on 24 images
+    ctx = report_context(*load_results(root))
+    edsr = [f for f in ctx["findings"] if f["model"] == "edsr_m"]
+    assert edsr and edsr[0]["verdict"] == "better" and "(n = 24 images)" in edsr[0]["where"]
+    assert "Wilcoxon p" in edsr[0]["detail"]
+    assert 'class="better"' in build_report(root)[0].read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("diff, expected", [
+    ({"n": 9, "ci_low": 1.0, "ci_high": 2.0, "p": 0.004}, "few"),
+    ({"n": 10, "ci_low": 1.0, "ci_high": 2.0, "p": 0.002}, "better"),
+    ({"n": 10, "ci_low": 0.1, "ci_high": 2.0, "p": 0.08}, "unclear"),  # interval and test disagree
+    ({"n": 10, "ci_low": -0.1, "ci_high": 2.0, "p": 0.01}, "unclear"),
+    ({"n": 30, "ci_low": -2.0, "ci_high": -1.0, "p": 0.001}, "worse"),
+])
+def test_verdict_rule(diff: dict, expected: str) -> None:
+    from medsr.report.build import _verdict
+
+    assert _verdict(diff, True) == expected
