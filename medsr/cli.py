@@ -29,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-MODEL_HELP = "bicubic, lanczos, a shipped bundle (edsr_m, srcnn_srgan_hybrid, attention_residual) or a bundle folder."
+MODEL_HELP = "bicubic, lanczos, a shipped bundle (edsr_m, srcnn_srgan_hybrid, attention_residual) or a bundle folder; with --slices: linear, cubic, lanczos or slice_smore."
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 some inputs failed (errors.csv), 2 usage error, 3 no input could be read, 4 output error."
 
 
@@ -133,7 +133,8 @@ def _quick_start(model: str) -> None:
 def upscale(
     input: Path = InputArg,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file or folder (created if missing). Default: beside the input, named <stem>_sr<scale>x.<ext>."),
-    scale: int = typer.Option(2, "-s", "--scale", help="In-plane factor: 2 or 4."),
+    scale: Optional[int] = typer.Option(None, "-s", "--scale", help="In-plane factor: 2 or 4 (default 2; none with --slices)."),
+    slices: Optional[int] = typer.Option(None, "--slices", help="Volumes: 2 or 4 times thinner slice spacing along the acquisition's slice axis (models: linear, cubic, lanczos, slice_smore)."),
     model: str = typer.Option("bicubic", "-m", "--model", help=MODEL_HELP),
     device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile edge in input pixels (default: from available memory)."),
@@ -148,6 +149,16 @@ def upscale(
 ) -> None:
     """Upscale images x2 or x4 and write them in the input's format as derived images."""
     try:
+        if slices is not None:
+            from medsr.slices import upscale_slices_command
+
+            result = upscale_slices_command(
+                input, output, slices, scale, model, device=device, tile=tile, batch_size=batch_size,
+                precision=precision, resume=resume, overwrite=overwrite, trust_bundle=trust_bundle,
+                progress=not no_progress and not quiet, verbose=verbose, log=_bundle_log(quiet, trust_bundle),
+            )
+            _finish(result, quiet)
+        scale = 2 if scale is None else scale
         _check_scale(scale)
         _quick_start(model)
         from medsr.inference import describe, load_upscaler, upscale_path
@@ -241,6 +252,7 @@ def evaluate(
     models: str = typer.Option("bicubic", "-m", "--models", help="Comma-separated models; bicubic is always included. " + MODEL_HELP),
     modality: str = typer.Option("auto", "--modality", help="auto, xray, ct or mr."),
     degradation: str = typer.Option("bicubic", "--degradation", help="bicubic (classic protocol) or modality (physics simulators)."),
+    protocol: str = typer.Option("inplane", "--protocol", help="inplane, or slices: volumes degraded along the slice axis (-s = slice factor N; models linear, lanczos, slice_smore; cubic always)."),
     save_images: bool = typer.Option(False, "--save-images", help="Also save every model output."),
     seed: int = typer.Option(0, "--seed", help="Seed of the degradations and the bootstrap."),
     device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
@@ -258,9 +270,21 @@ def evaluate(
             raise UsageError(f"`--modality` must be auto, xray, ct or mr, got {modality!r}.")
         if degradation not in ("modality", "bicubic"):
             raise UsageError(f"`--degradation` must be modality or bicubic, got {degradation!r}.")
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        if protocol not in ("inplane", "slices"):
+            raise UsageError(f"`--protocol` must be inplane or slices, got {protocol!r}.")
+        if protocol == "slices":
+            from medsr.slice_evaluation import run_slice_evaluation
+
+            report = run_slice_evaluation(
+                data, output, factors=tuple(scales), models=tuple(names), seed=seed, device=device, show_ids=show_ids,
+                trust_bundle=trust_bundle, progress=not no_progress and not quiet, log=_bundle_log(quiet, trust_bundle),
+            )
+            if not quiet:
+                typer.echo(f"report: {report}")
+            raise typer.Exit(0)
         from medsr.evaluation import run_evaluation
 
-        names = [m.strip() for m in models.split(",") if m.strip()]
         report = run_evaluation(
             data, output, scales=tuple(scales), models=tuple(names), modality=modality, degradation=degradation,
             save_images=save_images, seed=seed, show_ids=show_ids, progress=not no_progress and not quiet, device=device,

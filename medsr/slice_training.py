@@ -108,8 +108,8 @@ def train_slice_refiner(
     seconds: float = 840.0,
     max_iters: int = 100000,
     seed: int = 0,
-    num_features: int = 32,
-    num_layers: int = 8,
+    num_features: int = 24,
+    num_layers: int = 6,
     lr: float = 1e-3,
     p_inplane: float = 0.4,
     log: Any = print,
@@ -142,7 +142,7 @@ def train_slice_refiner(
         loss.backward()
         opt.step()
         it += 1
-        run_net.append(float(loss))
+        run_net.append(float(loss.detach()))
         run_cub.append(float(torch.nn.functional.l1_loss(x, y)))
         if it % 50 == 0:
             log(f"iter {it} t={time.monotonic() - start:.0f}s l1 net {np.mean(run_net[-50:]):.5f} "

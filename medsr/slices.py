@@ -60,6 +60,7 @@ __all__ = [
     "slice_geometry",
     "upscale_slices_image",
     "upscale_slices_path",
+    "upscale_slices_command",
 ]
 
 SLICE_FACTORS: tuple[int, ...] = (2, 4)
@@ -354,7 +355,7 @@ def load_slice_upscaler(
 
 def slice_geometry(affine: Any, axis: int, factor: int) -> np.ndarray:
     """Affine after :func:`interpolate_slices`: the slice axis column divided by ``factor``, origin unchanged."""
-    from medsr.io import as_affine4
+    from medsr.io._common import as_affine4
 
     a = as_affine4(affine).copy()
     a[:3, axis] = a[:3, axis] / factor
@@ -455,4 +456,41 @@ def upscale_slices_path(
     return run_batch(
         items, outputs, work, resume=resume, overwrite=overwrite, progress=False, verbose=verbose,
         description=f"slices x{slicer.factor} {slicer.name}",
+    )
+
+
+def upscale_slices_command(
+    input: PathLike,
+    output: PathLike | None,
+    factor: int,
+    scale: int | None,
+    model: str,
+    *,
+    device: str = "cpu",
+    tile: int | None = None,
+    batch_size: int | None = None,
+    precision: str = "fp32",
+    resume: bool = False,
+    overwrite: bool = False,
+    trust_bundle: bool = False,
+    progress: bool = True,
+    verbose: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Any:
+    """``medsr upscale --slices N [-s S] -m MODEL``: ``MODEL`` upscales along the slices, bicubic in-plane.
+
+    ``model`` is ``linear``, ``cubic``/``bicubic``, ``lanczos`` or a slice bundle
+    (``slice_smore``); with ``-s`` the in-plane step uses bicubic interpolation.
+    """
+    factor = check_factor(factor)
+    inplane = None
+    if scale is not None:
+        from medsr.inference import load_upscaler
+
+        if scale not in (2, 4):
+            raise UsageError(f"`--scale` must be 2 or 4, got {scale}.")
+        inplane = load_upscaler("bicubic", scale, device=device, tile=tile, batch_size=batch_size, precision=precision)
+    slicer = load_slice_upscaler(model, factor, device=device, trust_bundle=trust_bundle, log=log)
+    return upscale_slices_path(
+        input, output, slicer, inplane=inplane, overwrite=overwrite, resume=resume, progress=progress, verbose=verbose
     )

@@ -28,6 +28,8 @@ spacing, SOP references without a SOP Class UID, a missing Frame of Reference UI
 from __future__ import annotations
 
 import datetime
+import json
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -580,7 +582,7 @@ def _affine_lps(ds: Dataset, kvec: np.ndarray | None, origin: np.ndarray | None)
 
 
 def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tuple[int, ...], n_files: int,
-          modality: str | None) -> dict[str, Any]:
+          modality: str | None, sop_uids: list[str] | None = None) -> dict[str, Any]:
     slope, intercept = (1.0, 0.0)
     rescale = _rescale(ds, 0)
     if rescale is not None:
@@ -602,7 +604,8 @@ def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tupl
         slope=slope,
         intercept=intercept,
         header_json=_header_json(ds),
-        source_info={"transfer_syntax": ts, "n_files": n_files, "sop_class": str(ds.get("SOPClassUID", ""))},
+        source_info={"transfer_syntax": ts, "n_files": n_files, "sop_class": str(ds.get("SOPClassUID", "")),
+                     **({"sop_instance_uids": sop_uids} if sop_uids else {})},
     )
 
 
@@ -701,7 +704,9 @@ def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tup
         volume[:, :, k] = _decode(ds, p)[0].T
     kvec = (positions[-1] - positions[0]) / (n - 1)
     first_path, first = items[0]
-    meta = _meta(first, first_path, "dicom_series", _affine_lps(first, kvec, positions[0]), volume.shape, n, modality)
+    uids = [str(ds.get("SOPInstanceUID", "") or "") for _, ds in items]
+    meta = _meta(first, first_path, "dicom_series", _affine_lps(first, kvec, positions[0]), volume.shape, n, modality,
+                 sop_uids=uids if all(uids) else None)
     return volume, meta
 
 
@@ -1029,9 +1034,12 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
     if fmt == "dicom_series":
         target.mkdir()
         width = max(4, len(str(nz)))
+        sources = _series_sources(meta, positions, normal, str(hdr.SOPClassUID))
         for k in range(nz):
             ds.SOPInstanceUID = generate_uid()
             ds.InstanceNumber = k + 1
+            if sources[k]:
+                ds.SourceImageSequence = DicomSequence(sources[k])
             if old_ipp is not None:
                 ds.ImagePositionPatient = [_ds_value(v) for v in positions[k]]
                 if old_loc_value is not None:
@@ -1048,6 +1056,39 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
             ds.SliceLocation = _ds_value(old_loc_value + float((positions[0] - old_ipp) @ normal))
     set_pixels(pixel_bytes(0, nz))
     _write_dataset(ds, target, final)
+
+
+def _series_sources(meta: dict[str, Any], positions: list[np.ndarray], normal: np.ndarray,
+                    sop_class: str) -> list[list[Dataset]]:
+    """Per output slice, SourceImageSequence items naming the nearest source slices of the input series.
+
+    A slice at a source slice's position (within 1 % of the source spacing) references
+    that slice; a slice between two source slices (slice-axis upscaling) references both.
+    Empty lists when the source instance UIDs or geometry are unknown.
+    """
+    try:
+        uids = json.loads(meta.get(mk.SOURCE_INFO) or "{}").get("sop_instance_uids") or []
+    except (TypeError, ValueError):
+        uids = []
+    if not uids or "original_affine" not in meta:
+        return [[] for _ in positions]
+    orig = _LPS_RAS @ as_affine4(meta["original_affine"])
+    step = float(orig[:3, 2] @ normal)
+    if abs(step) < 1e-9:
+        return [[] for _ in positions]
+    out = []
+    for p in positions:
+        u = float((p - orig[:3, 3]) @ normal) / step  # position in source slice index units
+        near = [int(round(u))] if abs(u - round(u)) < 0.01 else [int(math.floor(u)), int(math.floor(u)) + 1]
+        items = []
+        for i in near:
+            if 0 <= i < len(uids):
+                item = Dataset()
+                item.ReferencedSOPClassUID = sop_class
+                item.ReferencedSOPInstanceUID = uids[i]
+                items.append(item)
+        out.append(items)
+    return out
 
 
 def _update_functional_groups(ds: Dataset, *, hdr_positions: list[np.ndarray], iop: tuple[np.ndarray, np.ndarray],
