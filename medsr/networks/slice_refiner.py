@@ -65,7 +65,11 @@ class SliceRefiner(nn.Module):
         layers: list[nn.Module] = [conv_nd(2, in_channels, num_features), nn.ReLU(inplace=True)]
         for _ in range(num_layers - 2):
             layers += [conv_nd(2, num_features, num_features), nn.ReLU(inplace=True)]
-        layers.append(conv_nd(2, num_features, out_channels))
+        last = conv_nd(2, num_features, out_channels)
+        nn.init.zeros_(last.weight)  # starts as the identity: exactly the cubic interpolation it refines
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
+        layers.append(last)
         self.body = nn.Sequential(*layers)
 
     @property
