@@ -31,12 +31,12 @@ class SliceRefiner(nn.Module):
         spatial_dims: 2 (planes). Defaults to 2.
         in_channels: input channels. Defaults to 1.
         out_channels: output channels (must equal ``in_channels``: the network is residual). Defaults to 1.
-        num_features: channels of the hidden layers. Defaults to 32.
-        num_layers: convolution layers in total (>= 2). Defaults to 8.
+        num_features: channels of the hidden layers. Defaults to 24.
+        num_layers: convolution layers in total (>= 2). Defaults to 6.
 
     Example::
 
-        net = SliceRefiner(num_features=32, num_layers=8)
+        net = SliceRefiner(num_features=24, num_layers=6)
         out = net(torch.rand(2, 1, 64, 37))  # (2, 1, 64, 37): same size, residual-corrected
     """
 
@@ -45,8 +45,8 @@ class SliceRefiner(nn.Module):
         spatial_dims: int = 2,
         in_channels: int = 1,
         out_channels: int = 1,
-        num_features: int = 32,
-        num_layers: int = 8,
+        num_features: int = 24,
+        num_layers: int = 6,
     ) -> None:
         super().__init__()
         if spatial_dims != 2:
@@ -59,7 +59,7 @@ class SliceRefiner(nn.Module):
                 f"{out_channels}. Pass equal channel counts."
             )
         if check_positive_int("num_layers", num_layers) < 2:
-            raise UsageError(f"`num_layers` must be >= 2, got {num_layers}. Pass e.g. 8.")
+            raise UsageError(f"`num_layers` must be >= 2, got {num_layers}. Pass e.g. 6.")
         self.spatial_dims = spatial_dims
         self.num_layers = num_layers
         layers: list[nn.Module] = [conv_nd(2, in_channels, num_features), nn.ReLU(inplace=True)]
