@@ -136,6 +136,7 @@ def upscale(
     scale: Optional[int] = typer.Option(None, "-s", "--scale", help="In-plane factor: 2 or 4 (default 2; none with --slices)."),
     slices: Optional[int] = typer.Option(None, "--slices", help="Volumes: 2 or 4 times thinner slice spacing along the acquisition's slice axis (models: linear, cubic, lanczos, slice_smore)."),
     model: str = typer.Option("bicubic", "-m", "--model", help=MODEL_HELP),
+    adapt: float = typer.Option(0.0, "--adapt", help="With --slices -m slice_smore: seconds to fine-tune on the scan's own in-plane detail first (SMORE self-supervision); 0 = off."),
     device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile edge in input pixels (default: from available memory)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Tiles/slices per forward pass (default: from available memory)."),
@@ -156,8 +157,11 @@ def upscale(
                 input, output, slices, scale, model, device=device, tile=tile, batch_size=batch_size,
                 precision=precision, resume=resume, overwrite=overwrite, trust_bundle=trust_bundle,
                 progress=not no_progress and not quiet, verbose=verbose, log=_bundle_log(quiet, trust_bundle),
+                adapt_seconds=adapt,
             )
             _finish(result, quiet)
+        if adapt:
+            raise UsageError("`--adapt` needs --slices (it fine-tunes the slice model on the scan).")
         scale = 2 if scale is None else scale
         _check_scale(scale)
         _quick_start(model)

@@ -19,6 +19,7 @@ for the exact command behind the shipped weights).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -33,7 +34,7 @@ import torch
 from medsr.errors import UsageError
 from medsr.slices import check_factor, degrade_slices, interpolate_slices, slice_axis, thick_length, thin_length
 
-__all__ = ["load_training_volumes", "sample_batch", "train_slice_refiner", "main"]
+__all__ = ["load_training_volumes", "sample_batch", "train_slice_refiner", "adapt_to_scan", "main"]
 
 
 def load_training_volumes(paths: Sequence[str | Path]) -> list[tuple[torch.Tensor, int, str]]:
@@ -68,7 +69,14 @@ def sample_batch(
     """``(cubic input, thin target)`` planes ``(blocks * planes, 1, patch, L)`` with the degraded axis last."""
     thick = thick or (20 if factor == 2 else 10)
     xs, ys = [], []
+    tries = 0
     while len(xs) < blocks:
+        tries += 1
+        if tries > 1000 * blocks:
+            raise UsageError(
+                f"no training block found in 1000 draws: the volumes need >= {patch} pixels across the plane, "
+                f">= {thin_length(3, factor)} slices along the degraded axis and some structure (std >= 0.01)."
+            )
         vol, s_axis, _ = volumes[int(rng.integers(len(volumes)))]
         axes = [0, 1, 2]
         a = s_axis if rng.random() >= p_inplane else int(rng.choice([i for i in axes if i != s_axis]))
@@ -103,8 +111,9 @@ def sample_batch(
 def train_slice_refiner(
     volumes: Sequence[tuple[torch.Tensor, int, str]],
     factor: int,
-    out: str | Path,
+    out: str | Path | None,
     *,
+    init: torch.nn.Module | None = None,
     seconds: float = 840.0,
     max_iters: int = 100000,
     seed: int = 0,
@@ -116,16 +125,19 @@ def train_slice_refiner(
 ) -> dict[str, Any]:
     """Train a :class:`medsr.networks.SliceRefiner` for ``factor`` within ``seconds``; save its state dict to ``out``.
 
-    L1 loss, Adam, learning rate cosine-annealed over the time budget. The state dict
-    is written atomically (temp + rename) and loads with ``torch.load(weights_only=True)``.
-    Returns a summary (iterations, seconds, last losses of network and of cubic).
+    L1 loss, Adam, learning rate cosine-annealed over the time budget. ``init``: a
+    network to continue from (trained in place; e.g. shipped weights adapted to one
+    scan), else a new one. The state dict is written atomically (temp + rename) when
+    ``out`` is given and loads with ``torch.load(weights_only=True)``. Returns a
+    summary (iterations, seconds, last losses of network and of cubic, the network).
     """
     from medsr.networks.slice_refiner import SliceRefiner
 
     factor = check_factor(factor, "factor")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = SliceRefiner(num_features=num_features, num_layers=num_layers)
+    net = init if init is not None else SliceRefiner(num_features=num_features, num_layers=num_layers)
+    net.train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     start = time.monotonic()
     it, run_net, run_cub = 0, [], []
@@ -147,11 +159,13 @@ def train_slice_refiner(
         if it % 50 == 0:
             log(f"iter {it} t={time.monotonic() - start:.0f}s l1 net {np.mean(run_net[-50:]):.5f} "
                 f"cubic {np.mean(run_cub[-50:]):.5f} lr {opt.param_groups[0]['lr']:.2e}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, tmp)
-    tmp.replace(out)
+    net.eval()
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, tmp)
+        tmp.replace(out)
     summary = {
         "factor": factor, "iterations": it, "seconds": round(time.monotonic() - start, 1), "seed": seed,
         "l1_net_last200": float(np.mean(run_net[-200:])) if run_net else None,
@@ -160,7 +174,32 @@ def train_slice_refiner(
         "p_inplane": p_inplane,
     }
     log(json.dumps(summary))
+    summary["network"] = net
     return summary
+
+
+def adapt_to_scan(slicer: Any, norm: Any, axis: int, seconds: float, *, seed: int = 0,
+                  log: Any = None) -> dict[str, Any]:
+    """SMORE's self-supervision with a time budget: fine-tune ``slicer``'s network on this scan's in-plane axes.
+
+    Pairs come only from the scan itself (``p_inplane = 1``): its in-plane axes are
+    degraded by the slice factor with the slice profiles of training and restored,
+    so the network adapts to this scanner's in-plane texture, noise and
+    reconstruction kernel. ``norm`` is the normalised ``(1, X, Y, Z)`` volume.
+    The fine-tuned network replaces ``slicer.network`` (the shipped weights on disk
+    are untouched). Learning rate 1e-4 (a tenth of training's).
+    """
+    if slicer.network is None:
+        raise UsageError("`--adapt` needs a learned model (-m slice_smore); interpolation has nothing to adapt.")
+    vol = (norm.as_tensor() if hasattr(norm, "as_tensor") else torch.as_tensor(norm))[0].float().contiguous()
+    if min(s for i, s in enumerate(vol.shape) if i != axis) < 64:
+        raise UsageError(f"`--adapt` needs at least 64x64 pixels in-plane, got shape {tuple(vol.shape)}.")
+    with torch.inference_mode(False):
+        net = copy.deepcopy(slicer.network).cpu()
+        res = train_slice_refiner([(vol, axis, "scan")], slicer.factor, None, init=net, seconds=seconds, seed=seed,
+                                  lr=1e-4, p_inplane=1.0, log=log or (lambda m: None))
+    slicer.network = res.pop("network").to(slicer.device).eval()
+    return res
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -369,6 +369,7 @@ def upscale_slices_image(
     inplane: Any = None,
     ct_window: tuple[float, float] = (-1024.0, 3071.0),
     progress: Callable[[int, int], None] | None = None,
+    adapt_seconds: float = 0.0,
 ) -> Any:
     """Upscale a physical-units volume from ``medsr.io.load_image`` along its slice axis (and in-plane).
 
@@ -376,6 +377,8 @@ def upscale_slices_image(
     then the in-plane upscaler ``inplane`` (a :class:`medsr.inference.Upscaler`) if
     given, maps back to physical units and returns a MetaTensor with the new
     affine, spacing and derivation text, ready for ``medsr.io.save_image``.
+    ``adapt_seconds > 0`` first fine-tunes a copy of the network on this scan's own
+    in-plane axes for that long (:func:`medsr.slice_training.adapt_to_scan`).
     """
     from monai.data import MetaTensor
 
@@ -389,6 +392,15 @@ def upscale_slices_image(
         )
     norm = _normalise(img, ct_window)
     del img
+    text = f"medsr {__version__} {slicer.name} slices x{slicer.factor}"
+    if adapt_seconds > 0:
+        import dataclasses
+
+        from medsr.slice_training import adapt_to_scan
+
+        slicer = dataclasses.replace(slicer)  # the caller's network stays as loaded
+        adapt_to_scan(slicer, norm, axis, adapt_seconds)
+        text += f" (adapted to this scan for {adapt_seconds:g} s)"
     up = slicer(norm, axis, progress)
     meta = {k: v for k, v in norm.meta.items() if k != "affine"}
     affine = slice_geometry(norm.affine, axis, slicer.factor)
@@ -397,7 +409,6 @@ def upscale_slices_image(
         spacing[axis] = float(spacing[axis]) / slicer.factor
         meta[mk.SPACING] = tuple(float(s) for s in spacing)
     meta["spatial_shape"] = tuple(up.shape[1:])
-    text = f"medsr {__version__} {slicer.name} slices x{slicer.factor}"
     meta[mk.DERIVATION] = text
     out = MetaTensor(up, affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
     del norm, up
@@ -418,6 +429,7 @@ def upscale_slices_path(
     progress: bool = True,
     verbose: bool = False,
     ct_window: tuple[float, float] = (-1024.0, 3071.0),
+    adapt_seconds: float = 0.0,
 ) -> Any:
     """:func:`upscale_slices_image` over a file, series or folder; returns a ``medsr.batch.BatchResult``.
 
@@ -447,7 +459,10 @@ def upscale_slices_path(
             def tick(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            res = upscale_slices_image(img, slicer, inplane=inplane, ct_window=ct_window, progress=tick)
+            if adapt_seconds > 0:
+                bar.update(task, description=f"{item.path.name}: adapting to the scan ({adapt_seconds:g} s)")
+            res = upscale_slices_image(img, slicer, inplane=inplane, ct_window=ct_window, progress=tick,
+                                       adapt_seconds=adapt_seconds)
         del img
         save_image(res, out, overwrite=overwrite)
         if verbose:
@@ -476,6 +491,7 @@ def upscale_slices_command(
     progress: bool = True,
     verbose: bool = False,
     log: Callable[[str], None] | None = None,
+    adapt_seconds: float = 0.0,
 ) -> Any:
     """``medsr upscale --slices N [-s S] -m MODEL``: ``MODEL`` upscales along the slices, bicubic in-plane.
 
@@ -491,6 +507,9 @@ def upscale_slices_command(
             raise UsageError(f"`--scale` must be 2 or 4, got {scale}.")
         inplane = load_upscaler("bicubic", scale, device=device, tile=tile, batch_size=batch_size, precision=precision)
     slicer = load_slice_upscaler(model, factor, device=device, trust_bundle=trust_bundle, log=log)
+    if adapt_seconds < 0 or (adapt_seconds > 0 and slicer.network is None):
+        raise UsageError(f"`--adapt` must be >= 0 seconds and needs -m slice_smore, got {adapt_seconds:g} with {model!r}.")
     return upscale_slices_path(
-        input, output, slicer, inplane=inplane, overwrite=overwrite, resume=resume, progress=progress, verbose=verbose
+        input, output, slicer, inplane=inplane, overwrite=overwrite, resume=resume, progress=progress, verbose=verbose,
+        adapt_seconds=adapt_seconds,
     )
