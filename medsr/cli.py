@@ -29,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-MODEL_HELP = "bicubic, lanczos, a shipped bundle (edsr_m, srcnn_srgan_hybrid, attention_residual) or a bundle folder."
+MODEL_HELP = "bicubic, lanczos, a shipped bundle (edsr_m, srcnn_srgan_hybrid, attention_residual) or a bundle folder; with --slices: linear, cubic, lanczos or slice_smore."
 DEVICE_HELP = "auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps; a GPU asked for by name must be present."
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 some inputs failed (errors.csv), 2 usage error, 3 no input could be read, 4 output error."
 
@@ -137,8 +137,10 @@ def _quick_start(model: str) -> None:
 def upscale(
     input: str = typer.Argument(..., metavar="INPUT", help=InputArg.help + " Or a PACS series/study URL: http(s)://HOST:PORT/ROOT/studies/<uid>, optionally /series/<uid> (DICOMweb), or the same as dicom://AET@HOST:PORT/studies/... (DIMSE)."),
     output: Optional[str] = typer.Option(None, "-o", "--output", metavar="OUTPUT", help="Output file or folder (created if missing), or a PACS: a DICOMweb root http(s)://HOST:PORT/ROOT or dicom://AET@HOST:PORT. Default: beside the input, named <stem>_sr<scale>x.<ext>."),
-    scale: int = typer.Option(2, "-s", "--scale", help="In-plane factor: 2 or 4."),
+    scale: Optional[int] = typer.Option(None, "-s", "--scale", help="In-plane factor: 2 or 4 (default 2; none with --slices)."),
+    slices: Optional[int] = typer.Option(None, "--slices", help="Volumes: 2 or 4 times thinner slice spacing along the acquisition's slice axis (models: linear, cubic, lanczos, slice_smore)."),
     model: str = typer.Option("bicubic", "-m", "--model", help=MODEL_HELP),
+    adapt: float = typer.Option(0.0, "--adapt", help="With --slices -m slice_smore: seconds to fine-tune on the scan's own in-plane detail first (SMORE self-supervision); 0 = off."),
     device: str = typer.Option("auto", "-d", "--device", help=DEVICE_HELP),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile edge in input pixels (default: from available memory)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Tiles/slices per forward pass (default: from available memory)."),
@@ -153,10 +155,25 @@ def upscale(
 ) -> None:
     """Upscale images x2 or x4 and write them in the input's format as derived images."""
     try:
-        _check_scale(scale)
         from medsr.pacs.locations import is_remote  # stdlib only: keeps --help fast
 
         remote = is_remote(input) or is_remote(output)
+        if slices is not None:
+            if remote or tta:
+                raise UsageError("`--slices` works on local volumes, without --tta; fetch the series first.")
+            from medsr.slices import upscale_slices_command
+
+            result = upscale_slices_command(
+                input, output, slices, scale, model, device=device, tile=tile, batch_size=batch_size,
+                precision=precision, resume=resume, overwrite=overwrite, trust_bundle=trust_bundle,
+                progress=not no_progress and not quiet, verbose=verbose, log=_bundle_log(quiet, trust_bundle),
+                adapt_seconds=adapt,
+            )
+            _finish(result, quiet)
+        if adapt:
+            raise UsageError("`--adapt` needs --slices (it fine-tunes the slice model on the scan).")
+        scale = 2 if scale is None else scale
+        _check_scale(scale)
         if not remote and not Path(input).exists():
             raise UsageError(f"input {input} does not exist; give an image file, a folder or a PACS URL.")
         _quick_start(model)
@@ -262,6 +279,7 @@ def evaluate(
     models: str = typer.Option("bicubic", "-m", "--models", help="Comma-separated models; bicubic is always included. " + MODEL_HELP),
     modality: str = typer.Option("auto", "--modality", help="auto, xray, ct or mr."),
     degradation: str = typer.Option("bicubic", "--degradation", help="bicubic (classic protocol) or modality (physics simulators)."),
+    protocol: str = typer.Option("inplane", "--protocol", help="inplane, or slices: volumes degraded along the slice axis (-s = slice factor N; models linear, lanczos, slice_smore; cubic always)."),
     save_images: bool = typer.Option(False, "--save-images", help="Also save every model output."),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the degradations and the bootstrap."),
@@ -282,9 +300,21 @@ def evaluate(
             raise UsageError(f"`--modality` must be auto, xray, ct or mr, got {modality!r}.")
         if degradation not in ("modality", "bicubic"):
             raise UsageError(f"`--degradation` must be modality or bicubic, got {degradation!r}.")
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        if protocol not in ("inplane", "slices"):
+            raise UsageError(f"`--protocol` must be inplane or slices, got {protocol!r}.")
+        if protocol == "slices":
+            from medsr.slice_evaluation import run_slice_evaluation
+
+            report = run_slice_evaluation(
+                data, output, factors=tuple(scales), models=tuple(names), seed=seed, device=device, show_ids=show_ids,
+                trust_bundle=trust_bundle, progress=not no_progress and not quiet, log=_bundle_log(quiet, trust_bundle),
+            )
+            if not quiet:
+                typer.echo(f"report: {report}")
+            raise typer.Exit(0)
         from medsr.evaluation import run_evaluation
 
-        names = [m.strip() for m in models.split(",") if m.strip()]
         factory = None
         if tta:
             from medsr.inference import load_upscaler

@@ -1079,7 +1079,7 @@ def _parse_bundle(info: BundleInfo, scale: int) -> tuple[nn.Module, dict[str, An
         raise UsageError(
             f"bundle {info.name!r}: cannot build `network_def` from {info.inference_config}: {_first_line(err)}"
         ) from err
-    extras = {k: parser.get(k) for k in ("is_gan", "spatial_dims", "halo") if k in parser.get()}
+    extras = {k: parser.get(k) for k in ("is_gan", "spatial_dims", "halo", "task") if k in parser.get()}
     return net, extras
 
 
@@ -1123,6 +1123,8 @@ def load_upscaler(
         else:
             log(f"medsr: executing the config of third-party bundle {info.name} (--trust-bundle): {info.inference_config}")
     net, extras = _parse_bundle(info, scale)
+    if extras.get("task") == "slices":
+        raise UsageError(f"model {info.name!r} upscales along the slice axis of volumes: use it with --slices 2 or 4.")
     load_weights(net, info.weights(scale), name=info.name)
     return NetworkUpscaler(
         net,

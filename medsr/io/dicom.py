@@ -1142,9 +1142,12 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
         names = series_slice_names([sl.get("file", "") for sl in src_slices], nz)
         sources = _slice_sources(src_slices, [float(p @ normal) for p in positions], normal)
         mapping = []
+        header_rescale = (ds.RescaleSlope, ds.RescaleIntercept) if "RescaleSlope" in ds and "RescaleIntercept" in ds else None
         for k in range(nz):
             if per_frame_rescale[k] is not None:
                 ds.RescaleSlope, ds.RescaleIntercept = (_ds_value(v) for v in per_frame_rescale[k])
+            elif header_rescale is not None:  # a slice after one with its own rescale: back to the header's
+                ds.RescaleSlope, ds.RescaleIntercept = header_rescale
             ds.SOPInstanceUID = generate_uid()
             ds.InstanceNumber = k + 1
             if old_ipp is not None:

@@ -26,6 +26,7 @@ from medsr.networks.espcn import ESPCN
 from medsr.networks.hybrid import SpaceToDepth, SRCNNSRGANHybrid
 from medsr.networks.srcnn import SRCNN
 from medsr.networks.srgan import SRGANDiscriminator, SRGANGenerator, SRResNet
+from medsr.networks.slice_refiner import SliceRefiner
 from medsr.networks.vdsr import VDSR
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "SRGANDiscriminator",
     "SRGANGenerator",
     "SRResNet",
+    "SliceRefiner",
     "SpaceToDepth",
     "SpatialAttention",
     "TransformerBlock",

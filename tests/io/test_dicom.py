@@ -291,6 +291,17 @@ def test_series_write_roundtrip_and_through_plane(sample, tmp_path, upscale, dci
     assert dciodvfy(files[3]) == []
 
 
+def test_series_slice_with_own_rescale_does_not_leak(sample, tmp_path):
+    """A slice whose values need their own rescale (beyond the header's range) must not pass it on to the next."""
+    _write_series(sample / "ct_small.dcm", tmp_path / "series", [-80.0 + 2.5 * k for k in range(4)])
+    vol = load_image(tmp_path / "series")
+    vol[0, 0, 0, 1] = float(vol.max()) + 70000.0  # only slice 1 leaves the stored range (16 bits)
+    back = load_image(save_image(vol, tmp_path / "out"))
+    slopes = [float(pydicom.dcmread(str(f), stop_before_pixels=True).RescaleSlope) for f in sorted((tmp_path / "out").glob("*.dcm"))]
+    assert slopes[1] != slopes[0] and slopes[2] == slopes[3] == slopes[0]
+    np.testing.assert_allclose(back.numpy(), vol.numpy(), atol=max(slopes))
+
+
 def test_sample_ct_series(sample):
     vol = load_image(sample / "ct_series_lung_dx_a0001")
     assert vol.shape == (1, 512, 512, 8) and vol.meta[mk.MODALITY] == "ct"
