@@ -242,6 +242,7 @@ def evaluate(
     modality: str = typer.Option("auto", "--modality", help="auto, xray, ct or mr."),
     degradation: str = typer.Option("bicubic", "--degradation", help="bicubic (classic protocol) or modality (physics simulators)."),
     save_images: bool = typer.Option(False, "--save-images", help="Also save every model output."),
+    y_channel: bool = typer.Option(False, "--y-channel", help="Score as SR papers do: RGB on 8-bit BT.601 luminance Y, outputs rounded to 8 bits."),
     seed: int = typer.Option(0, "--seed", help="Seed of the degradations and the bootstrap."),
     device: str = typer.Option("cpu", "-d", "--device", help="cpu or cuda."),
     show_ids: bool = typer.Option(False, "--show-ids", help="Show file names / patient identifiers in the outputs."),
@@ -264,7 +265,7 @@ def evaluate(
         report = run_evaluation(
             data, output, scales=tuple(scales), models=tuple(names), modality=modality, degradation=degradation,
             save_images=save_images, seed=seed, show_ids=show_ids, progress=not no_progress and not quiet, device=device,
-            trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle),
+            trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle), y_channel=y_channel,
         )
     except MedsrError as err:
         raise _fail(err, verbose) from None

@@ -422,15 +422,34 @@ class _Prepared:
     hr: Any  # MetaTensor on [0, 1]
     lr: Any  # torch.Tensor
     op: Any
+    round8: bool = False  # outputs rounded to 8 bits before scoring (the papers' Y-channel protocol)
 
 
-def _prepare(case: Case, img: Any, scale: int, degradation: str, seed: int) -> _Prepared:
+def _luminance(norm: Any) -> Any:
+    """The 8-bit BT.601 luminance Y of a normalised RGB MetaTensor (MATLAB ``rgb2ycbcr``); grey images as they are."""
+    from monai.data import MetaTensor
+
+    from medsr.transforms.colour import rgb_to_y
+
+    if norm.shape[0] != 3:
+        return norm
+    y = MetaTensor(rgb_to_y(norm.as_tensor(), round8=True).float(), meta=dict(norm.meta))
+    y.affine = norm.affine
+    y.meta[mk.PHOTOMETRIC] = "MONOCHROME2"
+    return y
+
+
+def _prepare(case: Case, img: Any, scale: int, degradation: str, seed: int, y_channel: bool = False) -> _Prepared:
     import torch
     from monai.data import MetaTensor
 
     from medsr.transforms import BicubicDegradation, CropToMultiple, ModalityNormalize, RandModalityDegradation
 
     norm = ModalityNormalize(clip=True)(img)  # scored on [0, 1]: data_range = 1
+    if y_channel:
+        norm = _luminance(norm)
+    elif norm.meta.get(mk.PHOTOMETRIC) == "RGB":
+        raise UsageError("colour image: medsr scores RGB images on their luminance; pass --y-channel.")
     hr = CropToMultiple([scale, scale] + [1] * (norm.ndim - 3))(norm)  # in-plane only
     if degradation == "bicubic":
         op = BicubicDegradation(scale)
@@ -439,7 +458,7 @@ def _prepare(case: Case, img: Any, scale: int, degradation: str, seed: int) -> _
         op.set_random_state(_case_seed(seed, case.key, scale))
     lr = op(hr)
     lr_t = lr.as_tensor() if isinstance(lr, MetaTensor) else torch.as_tensor(lr)
-    return _Prepared(hr, lr_t.float(), op)
+    return _Prepared(hr, lr_t.float(), op, round8=y_channel)
 
 
 def _like_hr(sr: Any, prep: _Prepared) -> Any:
@@ -477,7 +496,12 @@ def _upscale(upscaler: Any, prep: _Prepared) -> Any:
             f"model {upscaler.name!r} returned shape {tuple(sr.shape)} for an LR input of {tuple(prep.lr.shape)}; "
             f"expected {tuple(prep.hr.shape)}."
         )
-    return sr.clamp(0.0, 1.0)  # not in place: network outputs may be inference-mode tensors
+    sr = sr.clamp(0.0, 1.0)  # not in place: network outputs may be inference-mode tensors
+    if prep.round8:
+        from medsr.transforms.colour import quantize8
+
+        sr = quantize8(sr)
+    return sr
 
 
 def _size_text(shape: Sequence[int]) -> str:
@@ -830,6 +854,7 @@ def run_evaluation(
     upscaler_factory: Callable[[str, int], Any] | None = None,
     trust_bundle: bool = False,
     log: Callable[[str], Any] | None = None,
+    y_channel: bool = False,
 ) -> Path:
     """Evaluate ``models`` against bicubic on the HR images in ``data``; write results to ``outdir``.
 
@@ -854,6 +879,9 @@ def run_evaluation(
             :func:`medsr.inference.load_upscaler` on ``device`` (tests inject fakes).
         trust_bundle, log: passed to :func:`medsr.inference.load_upscaler` (bundles
             that medsr does not ship need ``trust_bundle``; ``log`` hears which config runs).
+        y_channel: score the SR papers' way: RGB images on the 8-bit BT.601 luminance Y
+            (MATLAB ``rgb2ycbcr``; greyscale images as they are), model outputs rounded to
+            8 bits, border = scale. Without it RGB images are refused (listed in ``errors.csv``).
 
     Returns:
         ``outdir/report.html`` when ``report`` is true, else ``outdir/summary.json``.
@@ -921,7 +949,7 @@ def run_evaluation(
                 size = _size_text(img.shape[1:])
                 case_rows = []
                 for s in scales:
-                    prep = _prepare(case, img, s, degradation, seed)
+                    prep = _prepare(case, img, s, degradation, seed, y_channel)
                     for label in model_labels:
                         sr = _upscale(upscalers[(label, s)], prep)
                         r = {
@@ -974,7 +1002,7 @@ def run_evaluation(
         case = case_of[cid]
         need = {REFERENCE} | wanted | {gan_ref[m] for m in wanted if m in gan_ref}
         try:
-            prep = _prepare(case, load(case), s, degradation, seed)
+            prep = _prepare(case, load(case), s, degradation, seed, y_channel)
             outputs = {m: _upscale(upscalers[(m, s)], prep) for m in model_labels if m in need}
             refs = {m: gan_ref[m] for m in wanted if m in gan_ref}
             folder = cases_dir / f"{cid}_x{s}"
@@ -998,6 +1026,7 @@ def run_evaluation(
             "gan_models": {m: gan_ref[m] for m in gan_ref},
             "modality": modality,
             "degradation": degradation,
+            "y_channel": y_channel,
             "seed": seed,
             "bootstrap": {"method": "percentile", "n_resamples": n_resamples, "confidence": confidence},
             "test": "two-sided Wilcoxon signed-rank, paired by image (scipy.stats.wilcoxon, zero differences dropped)",
