@@ -77,7 +77,7 @@ RECIPES: dict[str, dict] = {
     "edsr_m": {  # fine-tuned from the shipped edsr_m bundle (trained on medical images only)
         "net": lambda s: EDSR(spatial_dims=2, scale_factor=s),
         "loss": "l1", "lr_patch": {2: 32, 4: 24}, "augment": True, "batch": 16,
-        "lr": 2e-4, "iterations": {2: 150, 4: 120}, "train": ("t91", "bsd200"),
+        "lr": {2: 2e-4, 4: 5e-4}, "iterations": {2: 150, 4: 400}, "train": ("t91", "bsd200"),
         "init": {2: "bundle:model.pt", 4: "bundle:model_x4.pt"},
     },
 }
@@ -195,8 +195,9 @@ def train_one(
             raise SystemExit(f"error: {model} x{scale} starts from {src}, which is missing; train that first.")
         net.load_state_dict(torch.load(src, map_location="cpu", weights_only=True))
         log(f"{model} x{scale}: initialised from {src.relative_to(ROOT) if src.is_relative_to(ROOT) else src}")
-    opt = torch.optim.Adam(net.parameters(), lr=r["lr"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iterations, eta_min=r["lr"] * 0.01)
+    base_lr = r["lr"][scale] if isinstance(r["lr"], dict) else r["lr"]
+    opt = torch.optim.Adam(net.parameters(), lr=base_lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iterations, eta_min=base_lr * 0.01)
     epochs = math.ceil(iterations / len(loader))
     trainer = SRTrainer(
         "cpu", epochs, loader, net, opt, PixelLoss(r["loss"]), epoch_length=len(loader),
@@ -231,7 +232,7 @@ def train_one(
         torch.save({k: v.contiguous() for k, v in net.state_dict().items()}, tmp)
     bic, _ = score(None, val, scale)
     return {
-        "model": model, "scale": scale, "iterations": iterations, "batch": r["batch"],
+        "model": model, "scale": scale, "iterations": iterations, "batch": r["batch"], "lr": base_lr,
         "patches_seen": iterations * r["batch"], "train_pairs": len(data),
         "train_images": len(files), "train_sets": list(r["train"]), "seconds": round(time.perf_counter() - t0, 1),
         "params": sum(p.numel() for p in net.parameters()), "val_bicubic_psnr_y": round(bic, 3),
