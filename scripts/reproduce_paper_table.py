@@ -77,7 +77,7 @@ RECIPES: dict[str, dict] = {
     "edsr_m": {  # fine-tuned from the shipped edsr_m bundle (trained on medical images only)
         "net": lambda s: EDSR(spatial_dims=2, scale_factor=s),
         "loss": "l1", "lr_patch": {2: 32, 4: 24}, "augment": True, "batch": 16,
-        "lr": {2: 2e-4, 4: 5e-4}, "iterations": {2: 150, 4: 400}, "train": ("t91", "bsd200"),
+        "lr": 5e-4, "iterations": {2: 400, 4: 400}, "train": ("t91", "bsd200"),
         "init": {2: "bundle:model.pt", 4: "bundle:model_x4.pt"},
     },
 }
@@ -152,9 +152,17 @@ def weights_path(model: str, scale: int, folder: Path = WEIGHTS) -> Path:
     return folder / f"{model}_x{scale}.pt"
 
 
+SHIPPED = "edsr_m_shipped"
+"""``--eval-only`` name of the shipped ``edsr_m`` bundle weights (medical images only, no fine-tuning)."""
+
+
 def load_model(model: str, scale: int, folder: Path = WEIGHTS) -> torch.nn.Module:
-    net = RECIPES[model]["net"](scale)
-    path = weights_path(model, scale, folder)
+    if model == SHIPPED:
+        net = RECIPES["edsr_m"]["net"](scale)
+        path = ROOT / "bundles" / "edsr_m" / "models" / ("model.pt" if scale == 2 else f"model_x{scale}.pt")
+    else:
+        net = RECIPES[model]["net"](scale)
+        path = weights_path(model, scale, folder)
     if not path.is_file():
         raise SystemExit(f"error: no weights {path}; train them first with --train.")
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -264,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--bsd100", type=Path, help="BSD100; central crops of its first 5 images give the validation curve")
     ap.add_argument("--set5", type=Path, help="Set5 HR images (evaluation only)")
     ap.add_argument("--set14", type=Path, help="Set14 HR images (evaluation only)")
-    ap.add_argument("--models", default="srcnn,edsr_m", help="comma-separated: srcnn, edsr_m")
+    ap.add_argument("--models", default="srcnn,edsr_m",
+                    help=f"comma-separated: srcnn, edsr_m (and, with --eval-only, {SHIPPED})")
     ap.add_argument("--scales", default="2,4", help="comma-separated scales (2, 4)")
     ap.add_argument("--iterations", type=int, default=None, help="override every recipe's iteration count")
     ap.add_argument("--weights", type=Path, default=WEIGHTS, help=f"weights folder (default {WEIGHTS})")
@@ -274,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    bad = [m for m in models if m not in RECIPES]
+    bad = [m for m in models if m not in RECIPES and not (args.eval_only and m == SHIPPED)]
     if bad:
         ap.error(f"--models must be among {sorted(RECIPES)}, got {bad}")
     try:
