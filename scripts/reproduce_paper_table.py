@@ -268,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--train", action="store_true", help="train the models (see --models) and write their weights")
     mode.add_argument("--eval-only", action="store_true", help="evaluate the committed weights on --set5/--set14")
     ap.add_argument("--t91", type=Path, help="the 91-image training set (Yang et al. 2010)")
-    ap.add_argument("--bsd200", type=Path, help="BSD200 (the BSDS300 train + val images)")
+    ap.add_argument("--bsd200", type=Path, help="BSD200 (the 200 BSDS300 training images)")
     ap.add_argument("--bsd100", type=Path, help="BSD100; central crops of its first 5 images give the validation curve")
     ap.add_argument("--set5", type=Path, help="Set5 HR images (evaluation only)")
     ap.add_argument("--set14", type=Path, help="Set14 HR images (evaluation only)")
