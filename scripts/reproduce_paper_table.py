@@ -13,7 +13,7 @@ Training (CPU, a fixed number of iterations per model, see docs/reproduction.md)
   (T91), 32 x 32 HR sub-images at stride 14 (the paper: 33 x 33, stride 14), MSE
   (:class:`medsr.losses.PixelLoss` ``"l2"``), bicubic-upsampled input (inside the network);
 * ``edsr_m``: :class:`medsr.networks.edsr.EDSR` (EDSR-M, 32 features, 8 blocks), T91 + BSD200,
-  48 x 48 LR patches with random flips / 90-degree rotations, L1 loss (the EDSR paper).
+  32 x 32 (x2) / 24 x 24 (x4) LR patches with random flips / 90-degree rotations, L1 loss (the EDSR paper).
 
 Both train with :class:`medsr.training.SRTrainer` (MONAI ``SupervisedTrainer``), Adam and a
 cosine learning-rate decay; the curve (training loss and Y PSNR on central 128 x 128 crops of
