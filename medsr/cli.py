@@ -282,6 +282,7 @@ def evaluate(
     protocol: str = typer.Option("inplane", "--protocol", help="inplane, or slices: volumes degraded along the slice axis (-s = slice factor N; models linear, lanczos, slice_smore; cubic always)."),
     save_images: bool = typer.Option(False, "--save-images", help="Also save every model output."),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
+    y_channel: bool = typer.Option(False, "--y-channel", help="Score as SR papers do: RGB on 8-bit BT.601 luminance Y, outputs rounded to 8 bits."),
     seed: int = typer.Option(0, "--seed", help="Seed of the degradations and the bootstrap."),
     device: str = typer.Option("auto", "-d", "--device", help=DEVICE_HELP),
     show_ids: bool = typer.Option(False, "--show-ids", help="Show file names / patient identifiers in the outputs."),
@@ -327,7 +328,7 @@ def evaluate(
             data, output, scales=tuple(scales), models=tuple(names), modality=modality, degradation=degradation,
             save_images=save_images, seed=seed, show_ids=show_ids, progress=not no_progress and not quiet, device=device,
             trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle), classes=classes.split(","),
-            upscaler_factory=factory, window=window,
+            upscaler_factory=factory, window=window, y_channel=y_channel,
         )
     except MedsrError as err:
         raise _fail(err, verbose) from None

@@ -483,15 +483,34 @@ class _Prepared:
     hr: Any  # MetaTensor on [0, 1]
     lr: Any  # torch.Tensor
     op: Any
+    round8: bool = False  # outputs rounded to 8 bits before scoring (the papers' Y-channel protocol)
 
 
-def _prepare(case: Case, img: Any, scale: int, degradation: str, seed: int) -> _Prepared:
+def _luminance(norm: Any) -> Any:
+    """The 8-bit BT.601 luminance Y of a normalised RGB MetaTensor (MATLAB ``rgb2ycbcr``); grey images as they are."""
+    from monai.data import MetaTensor
+
+    from medsr.transforms.colour import rgb_to_y
+
+    if norm.shape[0] != 3:
+        return norm
+    y = MetaTensor(rgb_to_y(norm.as_tensor(), round8=True).float(), meta=dict(norm.meta))
+    y.affine = norm.affine
+    y.meta[mk.PHOTOMETRIC] = "MONOCHROME2"
+    return y
+
+
+def _prepare(case: Case, img: Any, scale: int, degradation: str, seed: int, y_channel: bool = False) -> _Prepared:
     import torch
     from monai.data import MetaTensor
 
     from medsr.transforms import BicubicDegradation, CropToMultiple, ModalityNormalize, RandModalityDegradation
 
     norm = ModalityNormalize(clip=True)(img)  # scored on [0, 1]: data_range = 1
+    if y_channel:
+        norm = _luminance(norm)
+    elif norm.meta.get(mk.PHOTOMETRIC) == "RGB":
+        raise UsageError("colour image: medsr scores RGB images on their luminance; pass --y-channel.")
     hr = CropToMultiple([scale, scale] + [1] * (norm.ndim - 3))(norm)  # in-plane only
     if degradation == "bicubic":
         op = BicubicDegradation(scale)
@@ -500,7 +519,7 @@ def _prepare(case: Case, img: Any, scale: int, degradation: str, seed: int) -> _
         op.set_random_state(_case_seed(seed, case.key, scale))
     lr = op(hr)
     lr_t = lr.as_tensor() if isinstance(lr, MetaTensor) else torch.as_tensor(lr)
-    return _Prepared(hr, lr_t.float(), op)
+    return _Prepared(hr, lr_t.float(), op, round8=y_channel)
 
 
 def _like_hr(sr: Any, prep: _Prepared) -> Any:
@@ -538,7 +557,12 @@ def _upscale(upscaler: Any, prep: _Prepared) -> Any:
             f"model {upscaler.name!r} returned shape {tuple(sr.shape)} for an LR input of {tuple(prep.lr.shape)}; "
             f"expected {tuple(prep.hr.shape)}."
         )
-    return sr.clamp(0.0, 1.0)  # not in place: network outputs may be inference-mode tensors
+    sr = sr.clamp(0.0, 1.0)  # not in place: network outputs may be inference-mode tensors
+    if prep.round8:
+        from medsr.transforms.colour import quantize8
+
+        sr = quantize8(sr)
+    return sr
 
 
 def _size_text(shape: Sequence[int]) -> str:
@@ -887,6 +911,7 @@ def run_evaluation(
     log: Callable[[str], Any] | None = None,
     classes: Sequence[str] | None = None,
     window: str = "auto",
+    y_channel: bool = False,
 ) -> Path:
     """Evaluate ``models`` against bicubic on the HR images in ``data``; write results to ``outdir``.
 
@@ -918,6 +943,9 @@ def run_evaluation(
         window: display window of the case panels: ``"auto"`` (the file's own Window
             Center/Width, else CT mediastinum or the 0.5-99.5 percentiles), a CT preset
             ``"lung"``, ``"mediastinum"``, ``"bone"``, or ``"percentile"`` (:mod:`medsr.report.windows`).
+        y_channel: score the SR papers' way: RGB images on the 8-bit BT.601 luminance Y
+            (MATLAB ``rgb2ycbcr``; greyscale images as they are), model outputs rounded to
+            8 bits, border = scale. Without it RGB images are refused (listed in ``errors.csv``).
 
     medsr deletes nothing it did not create: the panel folder ``cases/`` is replaced only
     when it holds medsr's marker (:data:`CASES_MARKER`); an input inside ``outdir`` (a
@@ -948,7 +976,7 @@ def run_evaluation(
             data_path, out, scales=scales, models=models, modality=modality, degradation=degradation,
             save_images=save_images, seed=seed, show_ids=show_ids, progress=progress, device=device,
             n_resamples=n_resamples, confidence=confidence, report=report, upscaler_factory=upscaler_factory,
-            trust_bundle=trust_bundle, log=log, classes=classes, window=window,
+            trust_bundle=trust_bundle, log=log, classes=classes, window=window, y_channel=y_channel,
         )
 
 
@@ -1003,6 +1031,7 @@ def _run_evaluation(
     log: Callable[[str], Any] | None,
     classes: Sequence[str] | None,
     window: str,
+    y_channel: bool,
 ) -> Path:
     """:func:`run_evaluation` once the output folder is checked and locked."""
     cases_dir = out / "cases"
@@ -1066,7 +1095,7 @@ def _run_evaluation(
                 size = _size_text(img.shape[1:])
                 case_rows = []
                 for s in scales:
-                    prep = _prepare(case, img, s, degradation, seed)
+                    prep = _prepare(case, img, s, degradation, seed, y_channel)
                     for label in model_labels:
                         sr = _upscale(upscalers[(label, s)], prep)
                         r = {
@@ -1105,7 +1134,7 @@ def _run_evaluation(
         return _write_results(
             out, rows, errors, cases, ids, model_labels, upscalers, gan_ref, load, red, cases_dir, data_path,
             scales=scales, modality=modality, degradation=degradation, seed=seed, show_ids=show_ids,
-            n_resamples=n_resamples, confidence=confidence, report=report, window=window,
+            n_resamples=n_resamples, confidence=confidence, report=report, window=window, y_channel=y_channel,
         )
     except OSError as err:
         raise OutputError(f"cannot write the results in {one_line(out)} ({err.strerror or err}); free space or choose another -o.") from err
@@ -1134,6 +1163,7 @@ def _write_results(
     confidence: float,
     report: bool,
     window: str,
+    y_channel: bool,
 ) -> Path:
     """Tables, case panels, summary and report of a finished evaluation."""
     _write_csv(out / "metrics.csv", METRIC_COLUMNS, ([_fmt(r[c]) for c in METRIC_COLUMNS] for r in rows))
@@ -1159,7 +1189,7 @@ def _write_results(
         case = case_of[cid]
         need = {REFERENCE} | wanted | {gan_ref[m] for m in wanted if m in gan_ref}
         try:
-            prep = _prepare(case, load(case), s, degradation, seed)
+            prep = _prepare(case, load(case), s, degradation, seed, y_channel)
             outputs = {m: _upscale(upscalers[(m, s)], prep) for m in model_labels if m in need}
             refs = {m: gan_ref[m] for m in wanted if m in gan_ref}
             folder = cases_dir / f"{cid}_x{s}"
@@ -1184,6 +1214,7 @@ def _write_results(
             "gan_models": {m: gan_ref[m] for m in gan_ref},
             "modality": modality,
             "degradation": degradation,
+            "y_channel": y_channel,
             "seed": seed,
             "bootstrap": {"method": BOOTSTRAP_METHOD, "n_resamples": n_resamples, "confidence": confidence},
             "test": "two-sided Wilcoxon signed-rank, paired by image (scipy.stats.wilcoxon, zero differences dropped)",

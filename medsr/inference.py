@@ -1246,8 +1246,17 @@ def upscale_image(img: Any, upscaler: Upscaler, *, ct_window: tuple[float, float
 
 
 def _upscale_normalised(norm: Any, upscaler: Upscaler) -> Any:
-    """A normalised image upscaled, as a MetaTensor with the new geometry (still normalised)."""
-    return _derived(norm, upscaler(norm.as_tensor() if hasattr(norm, "as_tensor") else norm), upscaler)
+    """A normalised image upscaled, as a MetaTensor with the new geometry (still normalised).
+
+    RGB images (``meta["photometric_interpretation"] == "RGB"``) go through
+    :func:`medsr.transforms.colour.upscale_rgb`: Y by ``upscaler``, Cb/Cr bicubic.
+    """
+    x = norm.as_tensor() if hasattr(norm, "as_tensor") else norm
+    if getattr(norm, "meta", {}).get(mk.PHOTOMETRIC) == "RGB" and x.shape[0] == 3:
+        from medsr.transforms.colour import upscale_rgb
+
+        return _derived(norm, upscale_rgb(x, upscaler, upscaler.scale), upscaler)
+    return _derived(norm, upscaler(x), upscaler)
 
 
 class _LoadSet(torch.utils.data.Dataset):

@@ -1,9 +1,12 @@
-"""PNG / TIFF / JPEG greyscale images: stored values as read, bit depth kept on write.
+"""PNG / TIFF / JPEG images: stored values as read, bit depth kept on write.
 
 Array layout ``(X, Y)`` = columns x rows (the transpose of the file's rows x columns), the
 affine is the identity (no physical spacing: ``spacing_source == "none"``), as MONAI's
 ``PILReader``. Colour files whose channels are equal (R = G = B, e.g. greyscale saved as RGB;
-within a few levels for JPEG) are read as greyscale; real colour is refused.
+within a few levels for JPEG) are read as greyscale. Real colour (dermoscopy, fundus,
+endoscopy, pathology tiles, photographs) is read as a channel-first ``(3, X, Y)`` RGB array
+with ``meta["photometric_interpretation"] == "RGB"``; medsr upscales it on the luminance
+(:mod:`medsr.transforms.colour`) and writes it back as RGB.
 
 Writing: PNG 8/16-bit and TIFF (uint8, uint16, int16 or float32, as the input) are lossless;
 a JPEG input is written back as 8-bit JPEG with quality :data:`JPEG_QUALITY`.
@@ -42,14 +45,8 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def _colour_error(path: Path, what: str) -> InputError:
-    return InputError(
-        f"{path}: colour image ({what}); medsr reads greyscale images only, convert it to greyscale first."
-    )
-
-
-def _grey_from_channels(rgb: np.ndarray, path: Path, tolerance: int, what: str) -> np.ndarray:
-    """``rgb``: (rows, cols, 3 or 4). Return channel 0 when all colour channels agree."""
+def _grey_from_channels(rgb: np.ndarray, path: Path, tolerance: int) -> np.ndarray:
+    """``rgb``: (rows, cols, 3 or 4). Channel 0 when all colour channels agree, else the (rows, cols, 3) RGB."""
     if rgb.shape[-1] == 4:
         alpha = rgb[..., 3]
         opaque = np.iinfo(alpha.dtype).max if alpha.dtype.kind == "u" else alpha.max()
@@ -59,7 +56,7 @@ def _grey_from_channels(rgb: np.ndarray, path: Path, tolerance: int, what: str) 
     c = rgb.astype(np.int64)
     spread = max(int(np.abs(c[..., 0] - c[..., 1]).max()), int(np.abs(c[..., 1] - c[..., 2]).max()))
     if spread > tolerance:
-        raise _colour_error(path, what)
+        return np.ascontiguousarray(rgb)
     if tolerance == 0:
         return np.ascontiguousarray(rgb[..., 0])
     return np.rint(c.mean(axis=-1)).astype(rgb.dtype)
@@ -98,7 +95,7 @@ def _read_pil(path: Path, kind: str) -> np.ndarray:
             tolerance = JPEG_GREY_TOLERANCE if kind == "jpeg" else 0
             has_alpha = mode in ("RGBA", "PA", "RGBa") or "transparency" in im.info
             rgb = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
-            return _grey_from_channels(rgb, path, tolerance, f"mode {mode}")
+            return _grey_from_channels(rgb, path, tolerance)
     except InputError:
         raise
     except FileNotFoundError as e:
@@ -135,10 +132,10 @@ def _read_tiff(path: Path) -> np.ndarray:
         raise InputError(f"{path}: cannot decode the TIFF image ({_why(e)}); the file is truncated or corrupt.") from e
     arr = np.squeeze(arr)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = _grey_from_channels(arr, path, 0, f"{arr.shape[-1]} samples per pixel")
-    if arr.ndim != 2:
+        arr = _grey_from_channels(arr, path, 0)
+    if arr.ndim != 2 and not (arr.ndim == 3 and arr.shape[-1] == 3):
         raise InputError(f"{path}: a multi-page TIFF of shape {arr.shape}; medsr reads one 2D image per TIFF.")
-    if arr.size > MAX_PIXELS:
+    if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
         raise InputError(f"{path}: {arr.size} pixels exceed medsr's limit of {MAX_PIXELS}; crop it first.")
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)
@@ -152,19 +149,27 @@ def _read_tiff(path: Path) -> np.ndarray:
 
 
 def read_raster(path: Path, kind: str, modality: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a PNG (``kind="png"``), TIFF (``"tiff"``) or JPEG (``"jpeg"``) greyscale image."""
+    """Read a PNG (``kind="png"``), TIFF (``"tiff"``) or JPEG (``"jpeg"``) image.
+
+    Greyscale: an ``(X, Y)`` array. Colour: a channel-first ``(3, X, Y)`` RGB array whose meta
+    says ``original_channel_dim = 0`` and photometric interpretation ``"RGB"``.
+    """
     arr = _read_tiff(path) if kind == "tiff" else _read_pil(path, kind)
-    array = np.ascontiguousarray(arr.T)
+    colour = arr.ndim == 3
+    array = np.ascontiguousarray(arr.transpose(2, 1, 0) if colour else arr.T)
     meta = build_meta(
         filename=path,
         fmt=kind,
         modality=modality or "xray",
         affine=np.eye(4),
-        shape=array.shape,
+        shape=array.shape[1:] if colour else array.shape,
         spacing_source="none",
         bits_stored=arr.dtype.itemsize * 8,
+        photometric="RGB" if colour else "MONOCHROME2",
         source_info={"dtype": arr.dtype.name},
     )
+    if colour:
+        meta["original_channel_dim"] = 0
     return array.astype(np.float32), meta
 
 
@@ -173,15 +178,17 @@ _WRITE_BLOCK = 1 << 20
 
 
 def write_raster(img: Any, target: Path, final: Path, kind: str) -> None:
-    """Write a 2D single-channel image in the input's bit depth (round + clip for integers)."""
+    """Write a 2D greyscale ``(1, X, Y)`` or RGB ``(3, X, Y)`` image in the input's bit depth (round + clip)."""
     data = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
-    if data.ndim != 3 or data.shape[0] != 1:
+    if data.ndim != 3 or data.shape[0] not in (1, 3):
         raise OutputError(
-            f"{final}: {_KIND_NAMES[kind]} holds one 2D greyscale image (1, X, Y), got shape {tuple(data.shape)}."
+            f"{final}: {_KIND_NAMES[kind]} holds one 2D greyscale (1, X, Y) or RGB (3, X, Y) image, "
+            f"got shape {tuple(data.shape)}."
         )
-    values = data[0].T  # rows x cols, a view: converted block by block below, no full-size float64 copy
+    # rows x cols (greyscale) or rows x cols x 3 (RGB), a view: converted block by block below, no float64 copy
+    values = data[0].T if data.shape[0] == 1 else data.transpose(2, 1, 0)
     try:
         info = json.loads(img.meta.get(SOURCE_INFO) or "{}")
     except (AttributeError, TypeError, ValueError):
@@ -203,7 +210,7 @@ def write_raster(img: Any, target: Path, final: Path, kind: str) -> None:
         else:
             out[a : a + step] = block
     if kind == "tiff":
-        tifffile.imwrite(str(target), out, photometric="minisblack")
+        tifffile.imwrite(str(target), out, photometric="minisblack" if out.ndim == 2 else "rgb")
     elif kind == "png":
         Image.fromarray(out).save(str(target), format="PNG")
     else:

@@ -460,7 +460,8 @@ def _check_image(img: Any) -> str | None:
         return f"returned {type(img).__name__}, not a MetaTensor"
     if img.dtype != torch.float32:
         return f"dtype {img.dtype}"
-    if img.ndim not in (3, 4) or img.shape[0] != 1 or min(img.shape[1:]) < 1:
+    rgb = img.meta.get(mk.PHOTOMETRIC) == "RGB" and img.ndim == 3 and img.shape[0] == 3  # colour rasters
+    if img.ndim not in (3, 4) or (img.shape[0] != 1 and not rgb) or min(img.shape[1:]) < 1:
         return f"shape {tuple(img.shape)}"
     if not bool(torch.isfinite(img.as_tensor()).all()):
         return "non-finite pixel values"

@@ -82,11 +82,28 @@ def test_grey_saved_as_rgb_is_read_as_grey(tmp_path):
     np.testing.assert_array_equal(load_image(tmp_path / "rgb.png")[0].numpy(), arr.T)
 
 
-def test_colour_refused(tmp_path):
-    rgb = np.zeros((8, 8, 3), np.uint8)
-    rgb[..., 0] = 200
-    Image.fromarray(rgb).save(tmp_path / "red.png")
-    with pytest.raises(InputError, match="colour image"):
+@pytest.mark.parametrize("name", ["rgb.png", "rgb.tif"])
+def test_colour_read_as_rgb_and_written_back(tmp_path, name):
+    rgb = _random(np.uint8, shape=(11, 7, 3), seed=5)
+    if name.endswith(".png"):
+        Image.fromarray(rgb).save(tmp_path / name)
+    else:
+        tifffile.imwrite(tmp_path / name, rgb, photometric="rgb")
+    img = load_image(tmp_path / name)
+    assert img.shape == (3, 7, 11)  # channel-first (C, X, Y): columns x rows
+    assert img.meta[mk.PHOTOMETRIC] == "RGB"
+    np.testing.assert_array_equal(img.numpy(), rgb.transpose(2, 1, 0).astype(np.float32))
+    out = tmp_path / f"out_{name}"
+    save_image(img, out)
+    back = np.asarray(Image.open(out)) if name.endswith(".png") else tifffile.imread(out)
+    np.testing.assert_array_equal(back, rgb)
+
+
+def test_colour_with_transparency_refused(tmp_path):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 100
+    Image.fromarray(rgba).save(tmp_path / "red.png")
+    with pytest.raises(InputError, match="transparency"):
         load_image(tmp_path / "red.png")
 
 
