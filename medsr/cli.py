@@ -188,6 +188,7 @@ def degrade(
             raise UsageError(f"`--modality` must be auto, xray, ct or mr, got {modality!r}.")
         if degradation not in ("modality", "bicubic"):
             raise UsageError(f"`--degradation` must be modality or bicubic, got {degradation!r}.")
+        _quick_start("bicubic")  # no network: the lean imports of interpolation
         from medsr.batch import discover, plan_outputs, run_batch
         from medsr.io import load_image, save_image
 
