@@ -763,8 +763,7 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_doc(doc: Path, text: str) -> None:
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+def write_doc(doc: Path, text: str, begin: str = "<!-- bench:begin -->", end: str = "<!-- bench:end -->") -> None:
     body = doc.read_text() if doc.is_file() else f"# Performance\n\n{begin}\n{end}\n"
     if begin not in body:
         body += f"\n{begin}\n{end}\n"

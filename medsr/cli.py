@@ -103,6 +103,11 @@ def _check_scale(scale: int) -> None:
 InputArg = typer.Argument(..., exists=True, readable=True, help="An image file (DICOM, NIfTI, PNG, TIFF, JPEG), a DICOM series folder or a folder of images.")
 
 
+_LEAN_BLOCK = ("ignite", "matplotlib", "scipy.signal", "skimage")
+"""Modules ``import monai`` pulls in (each guarded by MONAI: ImportError -> a placeholder) that no
+network-free command uses."""
+
+
 def _quick_start(model: str) -> None:
     """Cold-start shortcuts for ``upscale`` (measured on 2 cores: 4.5 s -> 2.9 s for bicubic on a CT slice).
 
@@ -110,8 +115,11 @@ def _quick_start(model: str) -> None:
       torch's and MONAI's ~10^6 objects without collecting them (0.9 s).
     - For interpolation, which uses none of MONAI's ignite-based engines, keep
       ``import monai`` from importing ignite (0.7 s; MONAI substitutes its own
-      placeholders). Only before MONAI is first imported; ``import ignite`` works
-      again afterwards.
+      placeholders), nor the optional modules that only MONAI features medsr does
+      not call here import (:data:`_LEAN_BLOCK`: matplotlib for notebook plots,
+      scipy.signal for ultrasound maps, scikit-image for morphology transforms;
+      together ~40 % of ``import monai``, see docs/performance.md). Only before
+      MONAI is first imported; they import normally again afterwards.
     """
     import atexit
     import gc
@@ -120,13 +128,16 @@ def _quick_start(model: str) -> None:
     if not getattr(_quick_start, "registered", False):
         atexit.register(gc.freeze)
         _quick_start.registered = True  # type: ignore[attr-defined]
-    if model in ("bicubic", "lanczos") and "monai" not in sys.modules and "ignite" not in sys.modules:
-        sys.modules["ignite"] = None  # type: ignore[assignment]
+    if model in ("bicubic", "lanczos") and "monai" not in sys.modules:
+        blocked = [m for m in _LEAN_BLOCK if m not in sys.modules]
+        for m in blocked:
+            sys.modules[m] = None  # type: ignore[assignment]
         try:
             import medsr.inference  # noqa: F401  (imports MONAI)
         finally:
-            if sys.modules.get("ignite", 0) is None:
-                del sys.modules["ignite"]
+            for m in blocked:
+                if m in sys.modules and sys.modules[m] is None:
+                    del sys.modules[m]
 
 
 @app.command(epilog=EXIT_CODES_HELP)
