@@ -150,7 +150,7 @@ def upscale(
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile edge in input pixels (default: from available memory)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Tiles/slices per forward pass (default: from available memory)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU) or fp16 (CUDA)."),
-    engine: str = typer.Option("auto", "--engine", help="Network runtime: auto (OpenVINO when installed, on CPU in fp32), torch or openvino."),
+    engine: str = typer.Option("torch", "--engine", help="Network runtime on CPU: torch, openvino (pip install \"medsr[openvino]\") or auto (OpenVINO when installed)."),
     resume: bool = typer.Option(False, "--continue", help="Skip inputs whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     trust_bundle: bool = typer.Option(False, "--trust-bundle", help="Allow a bundle folder that medsr does not ship (its config can run code)."),

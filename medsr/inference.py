@@ -722,10 +722,11 @@ class NetworkUpscaler:
             ``min(available RAM / 8, 1.75 GiB - 5 x the float32 output)`` (a 1024 x 1024 x2
             image runs whole, a 4096 x 4096 one in tiles within 2 GB), on CUDA a quarter of
             the free GPU memory.
-        engine: what runs the network's forward pass: ``"torch"`` (PyTorch, rewritten by
-            :func:`prepare_network`), ``"openvino"`` (the network exported once and compiled
-            by OpenVINO, f32; :mod:`medsr.ov_engine`) or ``"auto"`` (default: OpenVINO when
-            it is installed and applies, i.e. 2D, CPU, fp32; PyTorch otherwise).
+        engine: what runs the network's forward pass: ``"torch"`` (default; PyTorch, rewritten
+            by :func:`prepare_network`), ``"openvino"`` (the network exported once and compiled
+            by OpenVINO, f32; :mod:`medsr.ov_engine`) or ``"auto"`` (OpenVINO when it is
+            installed and applies, i.e. 2D, CPU, fp32; PyTorch otherwise). Measured side by
+            side in docs/performance.md: neither engine is faster on every network and size.
 
     Example::
 
@@ -749,7 +750,7 @@ class NetworkUpscaler:
         blend: bool | None = None,
         overlap: float = 0.25,
         memory_budget: int | None = None,
-        engine: str = "auto",
+        engine: str = "torch",
     ) -> None:
         from medsr.ov_engine import resolve_engine
 
@@ -1062,7 +1063,7 @@ def load_upscaler(
     precision: str = "fp32",
     trust_bundle: bool = False,
     log: Any = None,
-    engine: str = "auto",
+    engine: str = "torch",
 ) -> Upscaler:
     """An :class:`Upscaler` for ``model``: ``bicubic``, ``lanczos``, a shipped bundle name or a bundle path.
 

@@ -1,8 +1,10 @@
 """OpenVINO as medsr's CPU engine: a network exported to ONNX once, compiled by OpenVINO, run on medsr's tiles.
 
-On the CPUs measured (docs/performance.md) OpenVINO's f32 CPU plugin ran the
-shipped networks faster than PyTorch's oneDNN path, fused and prepacked as
-:func:`medsr.inference.prepare_network` makes it. :class:`OpenVINONetwork` wraps
+OpenVINO is the fastest CPU runtime users would pick instead of medsr (the issue
+measured it 6 % ahead of medsr's PyTorch path on EDSR-M on an AVX2 machine); on
+the AVX-512/AMX machine measured in docs/performance.md neither engine is ahead
+on every network and size, so PyTorch stays the default and this engine is opt-in
+(``engine="openvino"``, or ``"auto"``: OpenVINO when installed). :class:`OpenVINONetwork` wraps
 the compiled model as an ``nn.Module`` so that :class:`~medsr.inference.NetworkUpscaler`
 keeps everything else (exact halo tiling, batching, memory budget, blending).
 
@@ -154,5 +156,5 @@ class OpenVINONetwork(nn.Module):
         if torch.is_grad_enabled() and x.requires_grad:
             raise UsageError("the openvino engine is for inference only (no gradients); use engine='torch' to train.")
         arr = np.ascontiguousarray(x.detach().cpu().float().numpy())
-        out = self._request.infer({0: arr}, share_inputs=True)[0]
-        return torch.from_numpy(np.array(out, copy=True))
+        out = self._request.infer({0: arr}, share_inputs=False, share_outputs=False)[0]
+        return torch.from_numpy(out)  # share_outputs=False: a copy that the request does not reuse
