@@ -59,6 +59,7 @@ demo: install
 	@echo "upscaled images: $(DEMO)/<model>/   report: $(DEMO)/evaluation/report.html (and report.pdf)"
 
 benchmark: install
+	$(PIP) install --quiet -e ".[bench]"
 	$(PY) benchmarks/bench_upscale.py
 
 clean:

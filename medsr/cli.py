@@ -107,6 +107,11 @@ TTA_HELP = "Test-time self-ensemble: average the network over the 8 flips/rotati
 InputArg = typer.Argument(..., exists=True, readable=True, help="An image file (DICOM, NIfTI, PNG, TIFF, JPEG), a DICOM series folder or a folder of images.")
 
 
+_LEAN_BLOCK = ("ignite", "matplotlib", "scipy.signal", "skimage")
+"""Modules ``import monai`` pulls in (each guarded by MONAI: ImportError -> a placeholder) that no
+network-free command uses."""
+
+
 def _quick_start(model: str) -> None:
     """Cold-start shortcuts for ``upscale`` (measured on 2 cores: 4.5 s -> 2.9 s for bicubic on a CT slice).
 
@@ -114,8 +119,11 @@ def _quick_start(model: str) -> None:
       torch's and MONAI's ~10^6 objects without collecting them (0.9 s).
     - For interpolation, which uses none of MONAI's ignite-based engines, keep
       ``import monai`` from importing ignite (0.7 s; MONAI substitutes its own
-      placeholders). Only before MONAI is first imported; ``import ignite`` works
-      again afterwards.
+      placeholders), nor the optional modules that only MONAI features medsr does
+      not call here import (:data:`_LEAN_BLOCK`: matplotlib for notebook plots,
+      scipy.signal for ultrasound maps, scikit-image for morphology transforms;
+      together ~40 % of ``import monai``, see docs/performance.md). Only before
+      MONAI is first imported; they import normally again afterwards.
     """
     import atexit
     import gc
@@ -124,13 +132,16 @@ def _quick_start(model: str) -> None:
     if not getattr(_quick_start, "registered", False):
         atexit.register(gc.freeze)
         _quick_start.registered = True  # type: ignore[attr-defined]
-    if model in ("bicubic", "lanczos") and "monai" not in sys.modules and "ignite" not in sys.modules:
-        sys.modules["ignite"] = None  # type: ignore[assignment]
+    if model in ("bicubic", "lanczos") and "monai" not in sys.modules:
+        blocked = [m for m in _LEAN_BLOCK if m not in sys.modules]
+        for m in blocked:
+            sys.modules[m] = None  # type: ignore[assignment]
         try:
             import medsr.inference  # noqa: F401  (imports MONAI)
         finally:
-            if sys.modules.get("ignite", 0) is None:
-                del sys.modules["ignite"]
+            for m in blocked:
+                if m in sys.modules and sys.modules[m] is None:
+                    del sys.modules[m]
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -146,6 +157,7 @@ def upscale(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Tiles/slices per forward pass (default: from available memory)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 (CPU) or fp16 (CUDA)."),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
+    engine: str = typer.Option("torch", "--engine", help="Network runtime on CPU: torch, openvino (pip install \"medsr[openvino]\") or auto (OpenVINO when installed)."),
     resume: bool = typer.Option(False, "--continue", help="Skip inputs whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     trust_bundle: bool = typer.Option(False, "--trust-bundle", help="Allow a bundle folder that medsr does not ship (its config can run code)."),
@@ -183,7 +195,7 @@ def upscale(
 
         upscaler = with_tta(load_upscaler(
             model, scale, device=device, tile=tile, batch_size=batch_size, precision=precision, trust_bundle=trust_bundle,
-            log=_bundle_log(quiet, trust_bundle),
+            log=_bundle_log(quiet, trust_bundle), engine=engine,
         ), tta)
         if verbose:
             typer.echo(describe(upscaler), err=True)
@@ -225,6 +237,7 @@ def degrade(
             raise UsageError(f"`--modality` must be auto, xray, ct or mr, got {modality!r}.")
         if degradation not in ("modality", "bicubic"):
             raise UsageError(f"`--degradation` must be modality or bicubic, got {degradation!r}.")
+        _quick_start("bicubic")  # no network: the lean imports of interpolation
         from medsr.batch import discover, plan_outputs, run_batch
         from medsr.io import load_image, save_image
 

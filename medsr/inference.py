@@ -760,6 +760,11 @@ class NetworkUpscaler:
             ``min(available RAM / 8, 1.75 GiB - 5 x the float32 output)`` (a 1024 x 1024 x2
             image runs whole, a 4096 x 4096 one in tiles within 2 GB), on CUDA a quarter of
             the free GPU memory.
+        engine: what runs the network's forward pass: ``"torch"`` (default; PyTorch, rewritten
+            by :func:`prepare_network`), ``"openvino"`` (the network exported once and compiled
+            by OpenVINO, f32; :mod:`medsr.ov_engine`) or ``"auto"`` (OpenVINO when it is
+            installed and applies, i.e. 2D, CPU, fp32; PyTorch otherwise). Measured side by
+            side in docs/performance.md: neither engine is faster on every network and size.
 
     Example::
 
@@ -783,7 +788,10 @@ class NetworkUpscaler:
         blend: bool | None = None,
         overlap: float = 0.25,
         memory_budget: int | None = None,
+        engine: str = "torch",
     ) -> None:
+        from medsr.ov_engine import resolve_engine
+
         self.scale = _check_scale(scale)
         self.name = name
         self.is_gan = is_gan
@@ -822,8 +830,15 @@ class NetworkUpscaler:
         self.tile = int(tile) if tile else None
         self.batch_size = int(batch_size) if batch_size else None
         self.memory_budget = int(memory_budget) if memory_budget else None
-        self.channels_last = self.spatial_dims == 2
-        self.net = prepare_network(net, self.spatial_dims, self.device, fuse=precision == "fp32")
+        self.engine = resolve_engine(engine, self.device, precision, self.spatial_dims)
+        if self.engine == "openvino":
+            from medsr.ov_engine import OpenVINONetwork
+
+            self.channels_last = False
+            self.net = OpenVINONetwork(net, _in_channels(net))
+        else:
+            self.channels_last = self.spatial_dims == 2
+            self.net = prepare_network(net, self.spatial_dims, self.device, fuse=precision == "fp32")
         self.progress: Callable[[int, int], None] | None = None
         """Called ``(windows done, windows in all)`` after each forward pass (a window: a slice or a tile of it)."""
 
@@ -1093,6 +1108,7 @@ def load_upscaler(
     precision: str = "fp32",
     trust_bundle: bool = False,
     log: Any = None,
+    engine: str = "torch",
 ) -> Upscaler:
     """An :class:`Upscaler` for ``model``: ``bicubic``, ``lanczos``, a shipped bundle name or a bundle path.
 
@@ -1101,7 +1117,7 @@ def load_upscaler(
     ``models/model_x4.pt`` is loaded with ``weights_only=True``. MONAI configs can
     run code, so a bundle that medsr does not ship is only loaded with
     ``trust_bundle=True``; ``log`` (a callable) is told which config runs.
-    ``tile``, ``batch_size`` and ``precision`` go to :class:`NetworkUpscaler`; ``device``
+    ``tile``, ``batch_size``, ``precision`` and ``engine`` go to :class:`NetworkUpscaler`; ``device``
     (default ``auto``: CUDA, then MPS, then CPU; see :func:`resolve_device`) to either.
     """
     scale = _check_scale(scale)
@@ -1137,6 +1153,7 @@ def load_upscaler(
         batch_size=batch_size,
         is_gan=bool(extras.get("is_gan", False)),
         precision=precision,
+        engine=engine,
     )
 
 
@@ -1426,7 +1443,7 @@ def describe(upscaler: Upscaler) -> str:
         mode = "halo crop (exact)" if not upscaler.blend else f"halo crop + linear blend, overlap {upscaler.overlap}"
         threads = f", {torch.get_num_threads()} threads" if upscaler.device.type == "cpu" else ""
         return (
-            f"{upscaler.name} x{upscaler.scale} on {upscaler.device}{threads}, tile {tile}, halo {upscaler.halo} "
+            f"{upscaler.name} x{upscaler.scale} on {upscaler.device} ({upscaler.engine}){threads}, tile {tile}, halo {upscaler.halo} "
             f"(receptive field {upscaler.receptive_radius}{'' if upscaler.exact else ', not local'}), {mode}, "
             f"batch {batch}, {upscaler.precision}"
         )

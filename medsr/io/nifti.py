@@ -115,6 +115,10 @@ def read_nifti(path: Path, modality: str | None = None) -> tuple[np.ndarray, dic
     return data, meta
 
 
+_ENCODE_CHUNK = 1 << 20
+"""Voxels rounded and clipped at a time when writing integer NIfTI (float64 temporaries of ~8 MB)."""
+
+
 def write_nifti(img: Any, target: Path, final: Path) -> None:
     """Write ``img`` to ``target`` (.nii or .nii.gz) with its affine as qform and sform.
 
@@ -142,8 +146,10 @@ def write_nifti(img: Any, target: Path, final: Path) -> None:
     if dtype.kind in "iu" and not info.get("scaled", False):
         limits = np.iinfo(dtype)
         out = np.empty(values.shape, dtype=dtype)
-        for k in range(values.shape[-1]):  # slab by slab: no float64 copy of the whole volume
-            out[..., k] = np.clip(np.rint(values[..., k].astype(np.float64)), limits.min, limits.max)
+        # a few rows at a time: no float64 copy of the whole volume, nor of one 8192 x 8192 slice (0.5 GB)
+        rows = max(1, _ENCODE_CHUNK // max(1, int(np.prod(values.shape[1:]))))
+        for a in range(0, values.shape[0], rows):
+            out[a : a + rows] = np.clip(np.rint(values[a : a + rows].astype(np.float64)), limits.min, limits.max)
     elif dtype.kind in "iu":
         out = values.astype(np.float64)
     else:

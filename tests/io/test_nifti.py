@@ -103,3 +103,18 @@ def test_truncated_nifti(sample, tmp_path):
     (tmp_path / "junk.nii").write_text("not nifti")
     with pytest.raises(InputError, match="not a readable NIfTI"):
         load_image(tmp_path / "junk.nii")
+
+
+def test_integer_output_rounded_and_clipped_in_blocks(tmp_path, monkeypatch):
+    from medsr.io import nifti
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(-1000, 1000, (9, 7, 2)).astype(np.int16)
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), tmp_path / "in.nii")
+    img = load_image(tmp_path / "in.nii")
+    img[0] = img[0] * 40.3 + 0.4  # out of int16 range in places, fractional everywhere
+    monkeypatch.setattr(nifti, "_ENCODE_CHUNK", 20)  # blocks of 1 row of 7 x 2 voxels
+    back = np.asarray(nib.load(save_image(img, tmp_path / "out.nii")).dataobj)
+    want = np.clip(np.rint(img[0].numpy().astype(np.float64)), -32768, 32767).astype(np.int16)
+    assert back.dtype == np.int16
+    np.testing.assert_array_equal(back, want)

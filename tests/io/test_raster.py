@@ -131,3 +131,20 @@ def test_multipage_tiff_refused(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 8, 8), np.uint16), photometric="minisblack")
     with pytest.raises(InputError, match="multi-page"):
         load_image(tmp_path / "stack.tif")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+def test_encoding_block_by_block_equals_one_shot(monkeypatch, dtype):
+    from medsr.io import raster
+
+    rng = np.random.default_rng(0)
+    values = (rng.random((37, 23), dtype=np.float32) * 80000 - 10000).T  # a transposed view, as the writer passes
+    monkeypatch.setattr(raster, "_ENCODE_CHUNK", 50)  # blocks of 2 rows: the last block is partial
+    got = raster._encode(values, np.dtype(dtype))
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        want = np.clip(np.rint(values.astype(np.float64)), info.min, info.max).astype(dtype)
+    else:
+        want = values.astype(dtype)
+    assert got.flags.c_contiguous and got.dtype == dtype
+    np.testing.assert_array_equal(got, want)
