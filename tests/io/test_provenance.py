@@ -1,4 +1,4 @@
-"""Provenance of derived DICOM (medsr.io.provenance through save_image): PS3.3 tags, names, dciodvfy."""
+"""Provenance of derived DICOM (medsr.io.dicom.provenance through save_image): PS3.3 tags, names, dciodvfy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from medsr.io import load_image, save_image
 from medsr.io.dicom import SOURCES_CSV, series_slice_names
-from medsr.io.provenance import NOT_FOR_DIAGNOSIS, SERIES_TAG, derive_series, derived_series_number
+from medsr.io.dicom.provenance import NOT_FOR_DIAGNOSIS, SERIES_TAG, derive_series, derived_series_number
 
 
 def _series_files(sample, picks):
