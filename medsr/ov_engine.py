@@ -32,6 +32,7 @@ from monai.utils import optional_import
 from torch import nn
 
 from medsr.errors import UsageError
+from medsr.io import atomic_path
 
 __all__ = ["ENGINES", "available", "cache_dir", "resolve_engine", "OpenVINONetwork"]
 
@@ -98,14 +99,8 @@ def _export_onnx(net: nn.Module, in_channels: int, path: Path) -> None:
             opset_version=17, dynamo=False,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
 
 
 class OpenVINONetwork(nn.Module):

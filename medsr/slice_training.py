@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from medsr.errors import UsageError
+from medsr.io import atomic_path
 from medsr.slices import check_factor, degrade_slices, interpolate_slices, slice_axis, thick_length, thin_length
 
 __all__ = ["load_training_volumes", "sample_batch", "train_slice_refiner", "adapt_to_scan", "main"]
@@ -163,9 +164,8 @@ def train_slice_refiner(
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, tmp)
-        tmp.replace(out)
+        with atomic_path(out) as tmp:
+            torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, tmp)
     summary = {
         "factor": factor, "iterations": it, "seconds": round(time.monotonic() - start, 1), "seed": seed,
         "l1_net_last200": float(np.mean(run_net[-200:])) if run_net else None,
