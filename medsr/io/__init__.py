@@ -15,7 +15,7 @@ lists the images under a folder; ``MedsrReader`` plugs the readers into MONAI's
 ``LoadImage``; ``zoom_geometry`` and ``atomic_path`` are the geometry and file helpers
 the writers use.
 
-Modules: :mod:`~medsr.io.dicom` (a package), :mod:`~medsr.io.nifti`, :mod:`~medsr.io.raster`
+Modules: :mod:`~medsr.io.dicom`, :mod:`~medsr.io.nifti`, :mod:`~medsr.io.raster`
 (format code), :mod:`~medsr.io.discover`, :mod:`~medsr.io.reader`, :mod:`~medsr.io.api`.
 """
 

@@ -46,13 +46,11 @@ __all__ = ["MAX_FRAMES", "MAX_COMPRESSION_RATIO", "read_dicom_header"]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-
 def _looks_like_dicom(ds: Dataset) -> bool:
     try:
         return any(t in ds for t in (0x00080016, 0x00280010, 0x7FE00010, 0x0020000D))
     except Exception:
         return False
-
 
 
 def _convert_elements(ds: Dataset, depth: int = 0) -> None:
@@ -73,7 +71,6 @@ def _convert_elements(ds: Dataset, depth: int = 0) -> None:
                 _convert_elements(item, depth + 1)
         elif tag.is_private is False and dictionary_has_tag(tag) and dictionary_VR(tag) == "SQ":
             raise ValueError(f"{elem.keyword or tag} is stored as {elem.VR}, not as a sequence")
-
 
 
 def _dcmread(path: Path, *, stop_before_pixels: bool) -> Dataset:
@@ -117,12 +114,10 @@ def _dcmread(path: Path, *, stop_before_pixels: bool) -> Dataset:
         ) from e
 
 
-
 @quiet_pydicom()
 def read_dicom_header(path: Path) -> Dataset:
     """Header only (no pixel data), raising :class:`InputError` for non-DICOM or broken files."""
     return _dcmread(Path(path), stop_before_pixels=True)
-
 
 
 def _header_int(ds: Dataset, keyword: str, default: int, path: Path) -> int:
@@ -138,14 +133,12 @@ def _header_int(ds: Dataset, keyword: str, default: int, path: Path) -> int:
         raise InputError(f"{path}: {keyword} is {_shown(value, 40)!r}, not an integer; the header is corrupt.") from None
 
 
-
 def _is_encapsulated(ds: Dataset) -> bool:
     ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     try:
         return bool(ts) and UID(str(ts)).is_encapsulated
     except Exception:
         return False
-
 
 
 def _pixel_data_length(ds: Dataset) -> int | None:
@@ -165,7 +158,6 @@ def _pixel_data_length(ds: Dataset) -> int | None:
     return None
 
 
-
 MAX_FRAMES = 1 << 16
 """Most frames medsr reads from one multi-frame file (enhanced CT/MR hold a few thousand); bounds
 the per-frame work a small file can ask for."""
@@ -173,7 +165,6 @@ the per-frame work a small file can ask for."""
 MAX_COMPRESSION_RATIO = 10000
 """A compressed DICOM whose declared pixels need more than this many times its compressed pixel data
 (plus 256 MiB, room for blank images that compress extremely well) is refused as corrupt before decoding."""
-
 
 
 def _check_image_header(ds: Dataset, path: Path) -> None:
@@ -247,7 +238,6 @@ def _check_image_header(ds: Dataset, path: Path) -> None:
         _check_rescale(ds, path)
 
 
-
 def _check_rescale(ds: Dataset, path: Path) -> None:
     """RescaleSlope/Intercept (top level, shared and per frame) must be finite numbers, the slope non-zero."""
     sources: list[tuple[str, Any]] = [("", ds), ("shared functional groups: ", _fg_item(ds, "PixelValueTransformationSequence", None))]
@@ -264,7 +254,6 @@ def _check_rescale(ds: Dataset, path: Path) -> None:
                 raise InputError(
                     f"{path}: {where}{kw} is {_shown(value, 40)!r}, not a usable number; the header is corrupt."
                 )
-
 
 
 def _decode(ds: Dataset, path: Path) -> np.ndarray:
@@ -335,7 +324,6 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
     return out.reshape(frames, rows, cols)
 
 
-
 def _release_pixels(ds: Dataset) -> None:
     """Drop the (deferred or loaded) pixel data and pydicom's decoded cache from ``ds``."""
     for tag in _PIXEL_TAGS:
@@ -343,7 +331,6 @@ def _release_pixels(ds: Dataset) -> None:
             del ds[tag]
     if getattr(ds, "_pixel_array", None) is not None:
         ds._pixel_array = None
-
 
 
 def _float_bits(ds: Dataset) -> int:

@@ -1,9 +1,9 @@
 """Physical values back to the input's stored representation (the inverse Modality LUT).
 
-:class:`_Encoding` holds the input's BitsAllocated, signedness, BitsStored range,
+:class:`Encoding` holds the input's BitsAllocated, signedness, BitsStored range,
 photometric interpretation and Modality LUT (RescaleSlope/Intercept or a monotonic LUT
 sequence; Float Pixel Data stores physical values as they are) and maps values to stored
-integers, clipped to the range and inverted back for MONOCHROME1. :func:`_slice_rescales`
+integers, clipped to the range and inverted back for MONOCHROME1. :func:`slice_rescales`
 gives a series' slices their own rescale where the header's cannot store their values.
 """
 
@@ -18,9 +18,10 @@ from medsr.errors import OutputError
 
 from .header import _ds_value, _photometric, _stored_range
 
-__all__: list[str] = []
+__all__ = ["Encoding", "slice_rescales"]
 
-class _Encoding:
+
+class Encoding:
     """The input's stored representation and its inverse Modality LUT."""
 
     def __init__(self, hdr: Dataset, target: Path, float_bits: int = 0):
@@ -80,8 +81,7 @@ class _Encoding:
         return stored.astype(self.dtype)
 
 
-
-def _slice_rescales(values: np.ndarray, enc: _Encoding, known: list[tuple[float, float]]) -> list[tuple[float, float] | None]:
+def slice_rescales(values: np.ndarray, enc: Encoding, known: list[tuple[float, float]]) -> list[tuple[float, float] | None]:
     """Per-slice (slope, intercept) of a series: the input's own slices' when they differed (same slice count);
     for any slice whose values the header's rescale cannot store (they would be clipped), one that fits its range."""
     nz = values.shape[2]

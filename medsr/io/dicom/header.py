@@ -37,7 +37,6 @@ _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # Pixel, Float, D
 _LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-
 def _shown(value: Any, limit: int = 64) -> str:
     """A header value as printable one-line text for a message (control characters escaped, cut to ``limit``)."""
     text = str(value)
@@ -45,12 +44,10 @@ def _shown(value: Any, limit: int = 64) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-
 def _why(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     msg = _shown(text[0], 200) if text else ""
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-
 
 
 def _nframes(ds: Dataset) -> int:
@@ -60,10 +57,8 @@ def _nframes(ds: Dataset) -> int:
         return 1
 
 
-
 def _photometric(ds: Dataset) -> str:
     return str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
-
 
 
 def _valid_pair(value: Any) -> tuple[float, float] | None:
@@ -76,14 +71,12 @@ def _valid_pair(value: Any) -> tuple[float, float] | None:
     return vals[0], vals[1]
 
 
-
 def _valid_float(value: Any) -> float | None:
     try:
         v = float(value)
     except (TypeError, ValueError):
         return None
     return v if np.isfinite(v) and v > 0 else None
-
 
 
 def _fg_item(ds: Dataset, keyword: str, frame: int | None = 0) -> Dataset | None:
@@ -97,7 +90,6 @@ def _fg_item(ds: Dataset, keyword: str, frame: int | None = 0) -> Dataset | None
         if keyword in shared and len(shared[keyword].value):
             return shared[keyword].value[0]
     return None
-
 
 
 def _orientation(ds: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
@@ -119,7 +111,6 @@ def _orientation(ds: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
     return r / nr, c / nc
 
 
-
 def _position(ds: Dataset, frame: int | None = None) -> np.ndarray | None:
     if frame is not None:
         item = _fg_item(ds, "PlanePositionSequence", frame)
@@ -131,7 +122,6 @@ def _position(ds: Dataset, frame: int | None = None) -> np.ndarray | None:
     except (TypeError, ValueError):
         return None
     return p if p.shape == (3,) and np.isfinite(p).all() else None
-
 
 
 def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float], str]:
@@ -148,7 +138,6 @@ def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float], str]:
     return (1.0, 1.0), "none"
 
 
-
 def _slice_thickness(ds: Dataset) -> float:
     item = _fg_item(ds, "PixelMeasuresSequence")
     for src in (ds, item):
@@ -161,14 +150,12 @@ def _slice_thickness(ds: Dataset) -> float:
     return 1.0
 
 
-
 def _stored_range(ds: Dataset) -> tuple[int, int]:
     bits = int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 16) or 16)
     bits = min(max(bits, 1), 64)
     if int(ds.get("PixelRepresentation", 0) or 0) == 1:
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
-
 
 
 def _rescale(ds: Dataset, frame: int) -> tuple[float, float] | None:
@@ -183,7 +170,6 @@ def _rescale(ds: Dataset, frame: int) -> tuple[float, float] | None:
     return (slope if slope is not None else 1.0), (intercept if intercept is not None else 0.0)
 
 
-
 def _number(value: Any, default: float) -> float | None:
     """``value`` as a finite float (``default`` when absent or empty), None when it is not one."""
     if value is None or value == "":
@@ -195,10 +181,8 @@ def _number(value: Any, default: float) -> float | None:
     return v if np.isfinite(v) else None
 
 
-
 _STORED_CHUNK = 1 << 20
 """Pixels mapped between stored and physical values at a time (bounds float64 temporaries to ~8 MB each)."""
-
 
 
 def _modality(ds: Dataset) -> str:
@@ -210,7 +194,6 @@ def _modality(ds: Dataset) -> str:
     if value in XRAY_MODALITIES:
         return "xray"
     return "other"
-
 
 
 def _header_json(ds: Dataset) -> str:
@@ -228,7 +211,6 @@ def _header_json(ds: Dataset) -> str:
     return hdr.to_json(suppress_invalid_tags=True)
 
 
-
 def _affine_lps(ds: Dataset, kvec: np.ndarray | None, origin: np.ndarray | None) -> np.ndarray:
     (dy, dx), _ = _pixel_spacing(ds)
     orient = _orientation(ds)
@@ -243,7 +225,6 @@ def _affine_lps(ds: Dataset, kvec: np.ndarray | None, origin: np.ndarray | None)
     return a
 
 
-
 def _ds_value(x: float) -> str:
     """A decimal string (DS) of at most 16 characters."""
     x = float(x)
@@ -254,7 +235,6 @@ def _ds_value(x: float) -> str:
         if len(s) <= 16:
             return s
     return f"{x:.6e}"
-
 
 
 def _source_info(meta: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,6 @@ __all__ = ["read_dicom", "dicom_files_in_folder"]
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 
-
 def _check_uniform(d: np.ndarray, where: str, what: str = "slices", names: Sequence[str] | None = None,
                    allow_uneven: bool = False) -> str | None:
     """``d``: positions along the normal in acquisition/sorted order; refuse duplicates, reversals and gaps.
@@ -74,7 +73,6 @@ def _check_uniform(d: np.ndarray, where: str, what: str = "slices", names: Seque
     )
 
 
-
 def _spacing_gaps(d: np.ndarray, names: Sequence[str] | None = None, limit: int = 3) -> str:
     """Where the spacing of sorted positions ``d`` departs from its median, naming the slices around each gap."""
     diffs = np.abs(np.diff(d))
@@ -85,7 +83,6 @@ def _spacing_gaps(d: np.ndarray, names: Sequence[str] | None = None, limit: int 
     parts = [f"{diffs[k]:.4g} mm between {label(k)} and {label(k + 1)}" for k in odd[:limit]]
     more = f" and {len(odd) - limit} more" if len(odd) > limit else ""
     return f"{med:.4g} mm between most slices but {'; '.join(parts)}{more}"
-
 
 
 def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tuple[int, ...], n_files: int,
@@ -118,7 +115,6 @@ def _meta(ds: Dataset, path: Path, fmt: str, affine_lps: np.ndarray, shape: tupl
     )
 
 
-
 def _frame_orientation(ds: Dataset, frame: int) -> np.ndarray | None:
     item = _fg_item(ds, "PlaneOrientationSequence", frame)
     iop = item.get("ImageOrientationPatient") if item is not None else ds.get("ImageOrientationPatient")
@@ -127,7 +123,6 @@ def _frame_orientation(ds: Dataset, frame: int) -> np.ndarray | None:
     except (TypeError, ValueError):
         return None
     return v if v is not None and v.shape == (6,) and np.isfinite(v).all() else None
-
 
 
 def _check_frame_orientations(ds: Dataset, path: Path, frames: int) -> None:
@@ -140,7 +135,6 @@ def _check_frame_orientations(ds: Dataset, path: Path, frames: int) -> None:
                 f"{path}: frame {f + 1} has another ImageOrientationPatient than frame 1 (a localiser or a "
                 "multi-planar file); its frames are not one volume, split the file by orientation first."
             )
-
 
 
 def _read_single(path: Path, modality: str | None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -171,12 +165,10 @@ def _read_single(path: Path, modality: str | None) -> tuple[np.ndarray, dict[str
     return np.ascontiguousarray(array, dtype=np.float32), meta
 
 
-
 def _series_label(uid: str, files: list[Path], ds: Dataset) -> str:
     """A series named without header strings or UIDs (they can carry identifiers): the short hash
     of its SeriesInstanceUID that also names its output (medsr.batch.plan_outputs)."""
     return f"series {hashlib.sha1(uid.encode()).hexdigest()[:8]} ({len(files)} files)"
-
 
 
 def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -260,7 +252,6 @@ def _read_series(paths: Sequence[Path], modality: str | None, where: str) -> tup
     return volume, meta
 
 
-
 def dicom_files_in_folder(folder: Path) -> list[Path]:
     """DICOM candidates directly inside ``folder`` (see :func:`medsr.io.discover.is_dicom_candidate`).
 
@@ -273,7 +264,6 @@ def dicom_files_in_folder(folder: Path) -> list[Path]:
         if is_dicom_candidate(p):
             out.append(p)
     return out
-
 
 
 @quiet_pydicom()

@@ -30,7 +30,7 @@ from medsr import meta as mk
 from medsr.errors import OutputError
 
 from .._common import DICOM_SUFFIXES, as_affine4, quiet_pydicom
-from .encode import _Encoding, _slice_rescales
+from .encode import Encoding, slice_rescales
 from .header import (
     _LPS_RAS,
     _STORED_CHUNK,
@@ -75,7 +75,6 @@ _VR_PATTERNS = {
     "DT": re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?)?)?([+-]\d{4})?$"),
     "AS": re.compile(r"^\d{3}[DWMY]$"),
 }
-
 
 
 def _drop_and_repair(ds: Dataset) -> None:
@@ -129,7 +128,6 @@ def _drop_and_repair(ds: Dataset) -> None:
         ds.DeidentificationMethod = "not recorded in the source image"
 
 
-
 def _write_dataset(ds: Dataset, path: Path, final: Path) -> None:
     fm = FileMetaDataset()
     fm.MediaStorageSOPClassUID = ds.SOPClassUID
@@ -153,7 +151,6 @@ def _write_dataset(ds: Dataset, path: Path, final: Path) -> None:
         raise OutputError(
             f"{final}: cannot encode the derived DICOM header ({_why(e)}); write NIfTI instead."
         ) from e
-
 
 
 @quiet_pydicom()
@@ -201,7 +198,7 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
         slice_rescale = [(float(a), float(b)) for a, b in info.get("slice_rescale") or []]
     except (TypeError, ValueError):
         float_bits, slice_rescale = 0, []
-    enc = _Encoding(hdr, final, float_bits if float_bits in (32, 64) else 0)
+    enc = Encoding(hdr, final, float_bits if float_bits in (32, 64) else 0)
     lps = _LPS_RAS @ as_affine4(img.affine)
     dx, dy = float(np.linalg.norm(lps[:3, 0])), float(np.linalg.norm(lps[:3, 1]))
     r, c = lps[:3, 0] / dx, lps[:3, 1] / dy
@@ -298,7 +295,7 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
 
     if fmt == "dicom_series":
         if not enc.float_bits and enc.lut is None:
-            per_frame_rescale = _slice_rescales(values, enc, slice_rescale)
+            per_frame_rescale = slice_rescales(values, enc, slice_rescale)
         target.mkdir()
         names = series_slice_names([sl.get("file", "") for sl in src_slices], nz)
         sources = _slice_sources(src_slices, [float(p @ normal) for p in positions], normal)
@@ -336,10 +333,8 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
     _write_dataset(ds, target, final)
 
 
-
 SOURCES_CSV = "medsr_sources.csv"
 """Written inside a derived series folder: each output slice, the source file(s) it was made from, its position."""
-
 
 
 def series_slice_names(source_files: Sequence[str], n: int) -> list[str]:
@@ -366,7 +361,6 @@ def series_slice_names(source_files: Sequence[str], n: int) -> list[str]:
     return names
 
 
-
 def _slice_sources(src_slices: Sequence[dict[str, Any]], out_along: Sequence[float], normal: np.ndarray) -> list[list[int]]:
     """Indices of the source slices each output slice derives from: its own, or the two around it."""
     if not src_slices:
@@ -383,7 +377,6 @@ def _slice_sources(src_slices: Sequence[dict[str, Any]], out_along: Sequence[flo
             picks.add(int(above[np.argmin(src[above])]))
         out.append(sorted(picks) or [int(np.argmin(np.abs(src - z)))])
     return out
-
 
 
 def _update_functional_groups(ds: Dataset, *, hdr_positions: list[np.ndarray], iop: tuple[np.ndarray, np.ndarray],
