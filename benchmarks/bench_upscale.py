@@ -844,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"scale: {results['scale']}")
         if "formats" not in skip:
             results["formats"] = bench_formats(tmp, tiny, edsr_model, trust)
-        if not tiny and "distributed" not in skip:  # tests/test_distributed_upscale.py covers it in the test suite
+        if not tiny and "distributed" not in skip:  # tests/integration/test_distributed_upscale.py covers it in the test suite
             results["distributed"] = bench_distributed(tmp, tiny)
             log(f"distributed: {results['distributed']}")
     results["load_avg_end"] = round(os.getloadavg()[0], 2)

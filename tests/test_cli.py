@@ -27,17 +27,8 @@ from medsr.cli import run as console_script
 from medsr.errors import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE
 from medsr.io import load_image
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "sample_data"
 MEDSR = Path(sys.executable).parent / "medsr"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-
-
-@pytest.fixture
-def sample() -> Path:
-    if not SAMPLE.is_dir():
-        pytest.skip("sample_data/ is missing (run sample_data/make_sample_data.py)")
-    return SAMPLE
 
 
 def run(*args: str | os.PathLike):

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from dicom_files import multiframe_dicom
 from hypothesis import strategies as st
 from medsr_fuzz import CASE_TIMEOUT_S, COUNTS, FuzzFailure, CaseTimeout, time_limit
 
@@ -158,27 +159,13 @@ def frame_bombs() -> st.SearchStrategy[tuple]:
 
 def check_frame_bomb(case: tuple, tmpdir: Path) -> str:
     """A small (deflated) multi-frame DICOM declaring many frames: an image or a one-line refusal, in time."""
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
-
     from medsr.io import load_image
 
     rows, cols, frames, stored, deflate = case
     stored = frames if stored < 0 else stored
     n = min(stored, 2**17) * rows * cols
-    ds = pydicom.Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian if deflate else ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.Modality, ds.PhotometricInterpretation = "OT", "MONOCHROME2"
-    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, frames
-    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 8, 8, 7, 0
-    ds.RescaleSlope, ds.RescaleIntercept = 3, -7
-    ds.PixelData = bytes(n + n % 2)
-    path = tmpdir / "frames.dcm"
-    ds.save_as(path, enforce_file_format=True)
+    path = multiframe_dicom(tmpdir / "frames.dcm", frames=frames, pixel_data=bytes(n + n % 2), rows=rows, cols=cols,
+                            deflate=deflate, rescale=(3, -7))
     try:
         outcome, _ = _guard(f"frame bomb {case}", lambda: load_image(path))
     finally:

@@ -1,4 +1,4 @@
-"""Shared checks for the network tests: device, seeding, TorchScript and channels_last equivalence."""
+"""Shared checks for the network tests: seeding, TorchScript and channels_last equivalence (device: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,8 @@ DEVICE = torch.device(os.environ.get("MEDSR_TEST_DEVICE", "cpu"))
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
-    """Seed, and use one CPU thread: the tensors are tiny and the test machines are shared."""
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def device() -> torch.device:
-    """Test device, from ``MEDSR_TEST_DEVICE`` (default ``cpu``)."""
-    return DEVICE
+def _seeded(seed_and_threads: None) -> None:
+    """Every network test runs seeded on one CPU thread (``seed_and_threads`` in tests/conftest.py)."""
 
 
 def _script_matches(net: nn.Module, x: torch.Tensor, atol: float = 1e-5) -> None:

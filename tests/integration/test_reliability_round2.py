@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_files import multiframe_dicom
 from test_reliability import ENV, IS_ROOT, MEDSR, _permissions_apply, dicom_like, run, write_png
 
 from medsr.batch import output_lock
 from medsr.errors import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_PARTIAL
 from medsr.privacy import KEY_FILE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data"
 
 
@@ -431,23 +432,9 @@ def test_output_size_bomb_refused_before_decoding(tmp_path: Path, monkeypatch: p
         _common.check_memory(png, 8192 * 8192, 1)
 
 
-def _frames_file(path: Path, frames: int, deflate: bool = True) -> Path:
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
-
-    ds = pydicom.Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian if deflate else ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.Modality, ds.PhotometricInterpretation = "OT", "MONOCHROME2"
-    ds.Rows = ds.Columns = 1
-    ds.NumberOfFrames = frames
-    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 8, 8, 7, 0
-    ds.RescaleSlope, ds.RescaleIntercept = 2, -3
-    ds.PixelData = bytes(range(256)) * (frames // 256) + bytes(frames % 256)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+def _frames_file(path: Path, frames: int) -> Path:
+    """A 1x1 multi-frame DICOM of ``frames`` frames holding the bytes 0..255 in turn (deflated: tiny on disk)."""
+    return multiframe_dicom(path, frames=frames, pixel_data=bytes(range(256)) * (frames // 256) + bytes(frames % 256))
 
 
 def test_frame_count_work_bound(tmp_path: Path) -> None:

@@ -41,19 +41,11 @@ from medsr.cli import app
 from medsr.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, InputError
 from medsr.io import MAX_PIXELS, discover_inputs, load_image
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "sample_data"
+ROOT = Path(__file__).resolve().parents[2]
 MEDSR = Path(sys.executable).parent / "medsr"
 PY = sys.executable
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-@pytest.fixture
-def sample() -> Path:
-    if not SAMPLE.is_dir():
-        pytest.skip("sample_data/ is missing (run sample_data/make_sample_data.py)")
-    return SAMPLE
 
 
 def pydicom_file(name: str) -> Path:
