@@ -23,7 +23,8 @@ from typing import Any
 
 from medsr import meta as mk
 from medsr.errors import InputError, UsageError
-from medsr.typing import MODALITIES, PathLike
+from medsr.typing import PathLike
+from medsr.validation import check_modality
 
 __all__ = [
     "CLASS_NAMES",
@@ -97,8 +98,7 @@ def build_datalist(
     from medsr.io import discover_inputs
 
     root = Path(root)
-    if modality is not None and modality not in MODALITIES:
-        raise UsageError(f"`modality` must be one of {MODALITIES} or None, got {modality!r}.")
+    check_modality(modality)
     out = []
     for item in discover_inputs(root):
         path = item.path

@@ -40,7 +40,7 @@ from medsr.transforms.intensity import (
     ModalityNormalized,
     resolve_modality,
 )
-from medsr.transforms.resample import KERNELS, downsample, geometry_after_resize, resample_axis, resize, upsample
+from medsr.transforms.resample import KERNELS, downsample, resample_axis, resize, upsample
 
 __all__ = [
     "KERNELS",
@@ -48,7 +48,6 @@ __all__ = [
     "downsample",
     "upsample",
     "resample_axis",
-    "geometry_after_resize",
     "DEFAULT_CT_WINDOW",
     "DEFAULT_PERCENTILES",
     "resolve_modality",
