@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 
 from medsr.data import train_transforms
-from medsr.data.pipeline import RandPatchCropd
+from medsr.transforms import RandPatchCropd
 from medsr.errors import UsageError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
