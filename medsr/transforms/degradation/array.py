@@ -90,6 +90,42 @@ class BicubicDegradation(Transform):
 # --------------------------------------------------------------------------- X-ray
 
 
+class _RandInPlane(RandomizableTransform):
+    """The shared part of the ``Rand*`` in-plane models.
+
+    ``randomize()`` draws "applied or not" (``prob``), the parameters (:meth:`_draw`) and the
+    noise seed, in that order, from ``self.R``; a call applies the deterministic twin
+    (:meth:`_deterministic`) with them, or :class:`BicubicDegradation` when not applied.
+    """
+
+    def __init__(self, scale: int, prob: float, spatial_axes: Sequence[int]) -> None:
+        super().__init__(check_probability(prob))
+        self.scale = check_int_at_least("scale", scale)
+        self.spatial_axes = tuple(spatial_axes)
+        self.params: dict[str, Any] = {}
+        self._seed = 0
+
+    def _draw(self) -> dict[str, Any]:
+        """The parameters of the deterministic transform, drawn from ``self.R``."""
+        raise NotImplementedError
+
+    def _deterministic(self) -> Transform:
+        """The deterministic transform with ``self.params`` and ``self._seed``."""
+        raise NotImplementedError
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self.params = self._draw()
+        self._seed = new_seed(self.R)
+
+    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
+        if randomize:
+            self.randomize()
+        if not self._do_transform:
+            return BicubicDegradation(self.scale, spatial_axes=self.spatial_axes)(img)
+        return self._deterministic()(img)
+
+
 class XRayDegradation(Transform):
     """Projection radiography at a coarser detector: PSF, pixel aperture, Poisson-Gaussian noise.
 
@@ -156,7 +192,7 @@ class XRayDegradation(Transform):
         )
 
 
-class RandXRayDegradation(RandomizableTransform):
+class RandXRayDegradation(_RandInPlane):
     """:class:`XRayDegradation` with parameters and noise seed drawn per call (see it for the physics).
 
     Defaults are mild-to-moderate for flat-panel chest radiography: PSF sd 0.2-0.8 pixel (CsI
@@ -184,34 +220,24 @@ class RandXRayDegradation(RandomizableTransform):
         clip: bool = True,
         spatial_axes: Sequence[int] = (0, 1),
     ) -> None:
-        super().__init__(check_probability(prob))
-        self.scale = check_int_at_least("scale", scale)
+        super().__init__(scale, prob, spatial_axes)
         self.psf_sigma_range = check_range("psf_sigma_range", psf_sigma_range)
         self.photons_range = check_range("photons_range", photons_range, positive=True)
         self.read_noise_range = check_range("read_noise_range", read_noise_range)
         self.clip = bool(clip)
-        self.spatial_axes = tuple(spatial_axes)
-        self.params: dict[str, float] = {}
-        self._seed = 0
 
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
+    def _draw(self) -> dict[str, Any]:
         lo, hi = np.log(self.photons_range)
-        self.params = {
+        return {
             "psf_sigma": float(self.R.uniform(*self.psf_sigma_range)),
             "photons": float(np.exp(self.R.uniform(lo, hi))),
             "read_noise": float(self.R.uniform(*self.read_noise_range)),
         }
-        self._seed = new_seed(self.R)
 
-    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
-        if randomize:
-            self.randomize()
-        if not self._do_transform:
-            return BicubicDegradation(self.scale, spatial_axes=self.spatial_axes)(img)
+    def _deterministic(self) -> Transform:
         return XRayDegradation(
             self.scale, **self.params, clip=self.clip, spatial_axes=self.spatial_axes, seed=self._seed
-        )(img)
+        )
 
 
 # --------------------------------------------------------------------------- CT
@@ -280,7 +306,7 @@ class CTDegradation(Transform):
         )
 
 
-class RandCTDegradation(RandomizableTransform):
+class RandCTDegradation(_RandInPlane):
     """:class:`CTDegradation` with parameters and noise seed drawn per call (see it for the physics).
 
     Defaults: PSF FWHM 0.8-1.5 LR pixels (sharp to standard soft-tissue kernels), added noise
@@ -306,33 +332,23 @@ class RandCTDegradation(RandomizableTransform):
         clip: bool = True,
         spatial_axes: Sequence[int] = (0, 1),
     ) -> None:
-        super().__init__(check_probability(prob))
-        self.scale = check_int_at_least("scale", scale)
+        super().__init__(scale, prob, spatial_axes)
         self.psf_fwhm_range = check_range("psf_fwhm_range", psf_fwhm_range)
         self.noise_sigma_range = check_range("noise_sigma_range", noise_sigma_range)
         self.noise_correlation_range = check_range("noise_correlation_range", noise_correlation_range)
         self.clip = bool(clip)
-        self.spatial_axes = tuple(spatial_axes)
-        self.params: dict[str, float] = {}
-        self._seed = 0
 
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self.params = {
+    def _draw(self) -> dict[str, Any]:
+        return {
             "psf_fwhm": float(self.R.uniform(*self.psf_fwhm_range)),
             "noise_sigma": float(self.R.uniform(*self.noise_sigma_range)),
             "noise_correlation": float(self.R.uniform(*self.noise_correlation_range)),
         }
-        self._seed = new_seed(self.R)
 
-    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
-        if randomize:
-            self.randomize()
-        if not self._do_transform:
-            return BicubicDegradation(self.scale, spatial_axes=self.spatial_axes)(img)
+    def _deterministic(self) -> Transform:
         return CTDegradation(
             self.scale, **self.params, clip=self.clip, spatial_axes=self.spatial_axes, seed=self._seed
-        )(img)
+        )
 
 
 # --------------------------------------------------------------------------- MR
@@ -400,7 +416,7 @@ class MRDegradation(Transform):
         )
 
 
-class RandMRDegradation(RandomizableTransform):
+class RandMRDegradation(_RandInPlane):
     """:class:`MRDegradation` with parameters and noise seed drawn per call (see it for the physics).
 
     Defaults: noise sd 0.002-0.02 (SNR about 25-250 for tissue near 0.5), window drawn from
@@ -426,30 +442,20 @@ class RandMRDegradation(RandomizableTransform):
         tukey_alpha: float = 0.5,
         spatial_axes: Sequence[int] = (0, 1),
     ) -> None:
-        super().__init__(check_probability(prob))
-        self.scale = check_int_at_least("scale", scale)
+        super().__init__(scale, prob, spatial_axes)
         self.noise_sigma_range = check_range("noise_sigma_range", noise_sigma_range)
         self.windows = [_check_window(w) for w in windows]
         if not self.windows:
             raise UsageError("`windows` must list at least one of None, 'tukey', 'hamming'; got an empty list.")
         self.tukey_alpha = MRDegradation(1, tukey_alpha=tukey_alpha).tukey_alpha
-        self.spatial_axes = tuple(spatial_axes)
-        self.params: dict[str, Any] = {}
-        self._seed = 0
 
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self.params = {
+    def _draw(self) -> dict[str, Any]:
+        return {
             "noise_sigma": float(self.R.uniform(*self.noise_sigma_range)),
             "window": self.windows[int(self.R.randint(len(self.windows)))],
         }
-        self._seed = new_seed(self.R)
 
-    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
-        if randomize:
-            self.randomize()
-        if not self._do_transform:
-            return BicubicDegradation(self.scale, spatial_axes=self.spatial_axes)(img)
+    def _deterministic(self) -> Transform:
         return MRDegradation(
             self.scale, **self.params, tukey_alpha=self.tukey_alpha, spatial_axes=self.spatial_axes, seed=self._seed
-        )(img)
+        )
