@@ -72,7 +72,12 @@ from medsr.transforms.degradation.dictionary import (
 )
 from medsr.transforms.degradation.functional import MR_WINDOWS, SLICE_PROFILES
 from medsr.transforms.degradation.modality import RandModalityDegradation, RandModalityDegradationd
-from medsr.transforms.degradation.thickness import RandSliceThickness, RandSliceThicknessd, SliceThickness, SliceThicknessd
+from medsr.transforms.degradation.thickness import (
+    RandSliceThickness,
+    RandSliceThicknessd,
+    SliceThickness,
+    SliceThicknessd,
+)
 
 __all__ = [
     "BicubicDegradation",

@@ -67,7 +67,6 @@ class BicubicDegradationd(_Keyed):
         return self._apply(dict(data))
 
 
-
 class _RandKeyed(RandomizableTransform, _Keyed):
     """Dictionary wrapper of a ``Rand*`` degradation: one draw per call, the same for every key.
 
@@ -91,7 +90,6 @@ class _RandKeyed(RandomizableTransform, _Keyed):
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         self.randomize()
         return self._apply(dict(data), randomize=False)
-
 
 
 class XRayDegradationd(_Keyed):
@@ -163,7 +161,6 @@ class MRDegradationd(_Keyed):
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         return self._apply(dict(data))
-
 
 
 class RandXRayDegradationd(_RandKeyed):
