@@ -36,6 +36,11 @@ __all__ = [
     "check_modality",
     "check_io_modality",
     "check_scale",
+    "check_scales",
+    "check_precision",
+    "check_interpolation",
+    "check_degradation",
+    "check_modality_or_auto",
     "check_choice",
     "check_positive_int",
     "check_positive_ints",
@@ -127,6 +132,45 @@ def check_scale(scale: Any, name: str = "scale") -> int:
     if scale not in SCALES:
         raise UsageError(f"`{name}` must be one of {', '.join(map(str, SCALES))}, got {scale}.")
     return int(scale)
+
+
+def check_scales(scales: Sequence[int]) -> tuple[int, ...]:
+    """The distinct scales of ``scales`` in order, each one of the shipped factors, else raise."""
+    out = tuple(dict.fromkeys(int(s) for s in scales))
+    if not out or any(s not in SCALES for s in out):
+        raise UsageError(f"`scales` must be taken from {SCALES}, got {tuple(out)}.")
+    return out
+
+
+def check_precision(precision: Any) -> str:
+    """``precision`` if it is a :class:`Precision` name (exact), else raise."""
+    if precision not in tuple(Precision):
+        raise UsageError(f"`precision` must be fp32, bf16 or fp16, got {precision!r}.")
+    return str(precision)
+
+
+def check_interpolation(kind: Any) -> str:
+    """``kind`` if it is an :class:`Interpolation` name (exact), else raise."""
+    if kind not in tuple(Interpolation):
+        raise UsageError(f"`kind` must be one of {sorted(str(k) for k in Interpolation)}, got {kind!r}.")
+    return str(kind)
+
+
+def check_degradation(degradation: Any) -> str:
+    """``degradation`` if it is a :class:`Degradation` name (exact), else raise."""
+    if degradation not in tuple(Degradation):
+        raise UsageError(f"`degradation` must be one of {', '.join(Degradation)}, got {degradation!r}.")
+    return str(degradation)
+
+
+def check_modality_or_auto(value: Any, where: str) -> str | None:
+    """``None`` for ``None``/``""``/``"auto"``, else the lower-cased modality; ``where`` starts the message."""
+    if value in (None, "", "auto"):
+        return None
+    text = str(value).strip().lower()
+    if text not in MODALITIES:
+        raise UsageError(f"{where}: modality must be auto, {', '.join(MODALITIES)}; got {value!r}.")
+    return text
 
 
 def check_positive_int(name: str, value: object) -> int:

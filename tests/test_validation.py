@@ -10,10 +10,15 @@ from medsr.validation import (
     Interpolation,
     Modality,
     Precision,
+    check_degradation,
+    check_interpolation,
     check_io_modality,
     check_modality,
+    check_modality_or_auto,
+    check_precision,
     check_range,
     check_scale,
+    check_scales,
     look_up_option,
 )
 
@@ -53,3 +58,21 @@ def test_range_check() -> None:
         check_range("r", (0, 1), positive=True)
     with pytest.raises(UsageError, match="pair"):
         check_range("r", 3)
+
+
+def test_the_checks_inference_and_evaluation_can_call_keep_their_messages() -> None:
+    assert check_scales([4, 2, 4]) == (4, 2)
+    with pytest.raises(UsageError, match=r"`scales` must be taken from \(2, 4\), got \(3,\)."):
+        check_scales([3])
+    assert check_precision("bf16") == "bf16"
+    with pytest.raises(UsageError, match="`precision` must be fp32, bf16 or fp16, got 'fp64'."):
+        check_precision("fp64")
+    assert check_interpolation("lanczos") == "lanczos"
+    with pytest.raises(UsageError, match=r"`kind` must be one of \['bicubic', 'lanczos'\], got 'nearest'."):
+        check_interpolation("nearest")
+    assert check_degradation("modality") == "modality"
+    with pytest.raises(UsageError, match="`degradation` must be one of bicubic, modality, got 'x'."):
+        check_degradation("x")
+    assert check_modality_or_auto("auto", "row 1") is None and check_modality_or_auto(" CT ", "row 1") == "ct"
+    with pytest.raises(UsageError, match="row 1: modality must be auto, xray, ct, mr; got 'pet'."):
+        check_modality_or_auto("pet", "row 1")
