@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from medsr.errors import UsageError
+from medsr.transforms.intensity import DEFAULT_CT_WINDOW
 from medsr.typing import NdarrayOrTensor
 
 __all__ = [
@@ -285,7 +286,7 @@ BODY_CT_HU = -500.0
 """CT body threshold (HU): soft tissue and bone are above it, air and the reconstruction circle's outside below."""
 
 
-def body_mask(target: NdarrayOrTensor, modality: str, *, ct_window: tuple[float, float] = (-1024.0, 3071.0)) -> np.ndarray:
+def body_mask(target: NdarrayOrTensor, modality: str, *, ct_window: tuple[float, float] = DEFAULT_CT_WINDOW) -> np.ndarray:
     """The patient's body in a normalised ``(C, X, Y[, Z])`` image: a boolean array of its shape.
 
     Background (air around the patient, outside the CT reconstruction circle, outside

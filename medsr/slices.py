@@ -44,6 +44,8 @@ import torch
 from medsr import __version__
 from medsr import meta as mk
 from medsr.errors import UsageError
+from medsr.geometry import update_spacing
+from medsr.transforms.intensity import DEFAULT_CT_WINDOW
 from medsr.typing import PathLike
 
 __all__ = [
@@ -367,7 +369,7 @@ def upscale_slices_image(
     slicer: SliceUpscaler,
     *,
     inplane: Any = None,
-    ct_window: tuple[float, float] = (-1024.0, 3071.0),
+    ct_window: tuple[float, float] = DEFAULT_CT_WINDOW,
     progress: Callable[[int, int], None] | None = None,
     adapt_seconds: float = 0.0,
 ) -> Any:
@@ -404,10 +406,7 @@ def upscale_slices_image(
     up = slicer(norm, axis, progress)
     meta = {k: v for k, v in norm.meta.items() if k != "affine"}
     affine = slice_geometry(norm.affine, axis, slicer.factor)
-    spacing = list(meta.get(mk.SPACING) or ())
-    if len(spacing) == 3:
-        spacing[axis] = float(spacing[axis]) / slicer.factor
-        meta[mk.SPACING] = tuple(float(s) for s in spacing)
+    update_spacing(meta, affine, 3)
     meta["spatial_shape"] = tuple(up.shape[1:])
     meta[mk.DERIVATION] = text
     out = MetaTensor(up, affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
@@ -428,7 +427,7 @@ def upscale_slices_path(
     resume: bool = False,
     progress: bool = True,
     verbose: bool = False,
-    ct_window: tuple[float, float] = (-1024.0, 3071.0),
+    ct_window: tuple[float, float] = DEFAULT_CT_WINDOW,
     adapt_seconds: float = 0.0,
 ) -> Any:
     """:func:`upscale_slices_image` over a file, series or folder; returns a ``medsr.batch.BatchResult``.

@@ -13,24 +13,21 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from monai.config import KeysCollection
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.handlers import CheckpointLoader as _MonaiCheckpointLoader
 from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
-from monai.transforms import MapTransform
 
 from medsr.errors import UsageError
 
 __all__ = [
     "SRTrainer",
     "prepare_sr_batch",
-    "CropBorderd",
     "load_pretrained",
     "seed_everything",
     "distributed_backend",
@@ -51,25 +48,6 @@ def prepare_sr_batch(batchdata: Mapping[str, Any], device: Any = None, non_block
     lr = batchdata["lr"].to(device=device, non_blocking=non_blocking)
     hr = batchdata["hr"].to(device=device, non_blocking=non_blocking)
     return lr, hr
-
-
-class CropBorderd(MapTransform):
-    """Crop ``border`` pixels from every spatial edge (the metric convention: border = scale) and clamp to [0, 1]."""
-
-    def __init__(self, keys: KeysCollection, border: int, clamp: bool = True) -> None:
-        super().__init__(keys)
-        self.border = int(border)
-        self.clamp = clamp
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        b = self.border
-        for key in self.key_iterator(d):
-            x = d[key]
-            if b:
-                x = x[(slice(None),) + (slice(b, -b),) * (x.ndim - 1)]
-            d[key] = x.clamp(0.0, 1.0) if self.clamp else x
-        return d
 
 
 class SRTrainer(SupervisedTrainer):

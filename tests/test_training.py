@@ -14,7 +14,8 @@ from ignite.engine import Events
 from medsr.errors import UsageError
 from medsr.losses import GeneratorLoss, PerceptualLoss, PixelLoss
 from medsr.networks import EDSR, SRGANDiscriminator
-from medsr.training import CropBorderd, SRTrainer, export_weights, latest_checkpoint, load_pretrained
+from medsr.training import SRTrainer, export_weights, latest_checkpoint, load_pretrained
+from medsr.transforms import CropBorderd
 
 
 def _loader(n: int = 2):

@@ -13,7 +13,7 @@ from medsr.data.datalist import (
     split_slices,
     volume_depth,
 )
-from medsr.data.pipeline import AsVolumed, EdgeWeightd, SelectSlicesd, load_transforms, train_transforms, val_transforms
+from medsr.data.pipeline import load_transforms, train_transforms, val_transforms
 
 __all__ = [
     "CLASS_NAMES",
@@ -25,9 +25,6 @@ __all__ = [
     "split_datalist",
     "split_slices",
     "volume_depth",
-    "AsVolumed",
-    "EdgeWeightd",
-    "SelectSlicesd",
     "load_transforms",
     "train_transforms",
     "val_transforms",

@@ -21,9 +21,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pydicom
+
 from medsr import meta as mk
 from medsr.errors import InputError, UsageError
-from medsr.typing import MODALITIES, PathLike
+from medsr.io import discover_inputs, load_image
+from medsr.io.dicom import XRAY_MODALITIES
+from medsr.io.nifti import read_nifti
+from medsr.typing import PathLike
+from medsr.validation import check_modality
 
 __all__ = [
     "CLASS_NAMES",
@@ -55,13 +62,7 @@ def detect_modality(path: PathLike) -> str:
     if name.endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff")):
         return "xray"
     if name.endswith((".nii", ".nii.gz")):
-        from medsr.io.nifti import read_nifti
-
         return read_nifti(p)[1][mk.MODALITY]  # the reader's own guess from the intensities
-    import pydicom
-
-    from medsr.io.dicom import XRAY_MODALITIES
-
     try:
         ds = pydicom.dcmread(str(p), stop_before_pixels=True)
     except Exception as err:
@@ -94,11 +95,8 @@ def build_datalist(
         classes: take classes from sub-folder names.
         exclude: ``fnmatch`` patterns on the path relative to ``root`` (e.g. ``"*test224*"``) to leave out.
     """
-    from medsr.io import discover_inputs
-
     root = Path(root)
-    if modality is not None and modality not in MODALITIES:
-        raise UsageError(f"`modality` must be one of {MODALITIES} or None, got {modality!r}.")
+    check_modality(modality)
     out = []
     for item in discover_inputs(root):
         path = item.path
@@ -180,8 +178,6 @@ def volume_depth(path: PathLike) -> int:
     """Number of slices of a series folder, NIfTI volume or multi-frame DICOM (1 for a 2D image); headers only."""
     p = Path(path)
     if p.is_dir():
-        from medsr.io import discover_inputs
-
         return max((len(item.files) for item in discover_inputs(p) if item.kind == "series"), default=1)
     name = p.name.lower()
     if name.endswith((".nii", ".nii.gz")):
@@ -191,8 +187,6 @@ def volume_depth(path: PathLike) -> int:
         return int(shape[2]) if len(shape) >= 3 else 1
     if name.endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff")):
         return 1
-    import pydicom
-
     ds = pydicom.dcmread(str(p), stop_before_pixels=True)
     return int(getattr(ds, "NumberOfFrames", 1) or 1)
 
@@ -224,10 +218,6 @@ def split_slices(
 
 
 def _slices_with_content(path: PathLike, slices: range, min_content: float) -> list[int]:
-    import numpy as np
-
-    from medsr.io import load_image
-
     vol = load_image(path).as_tensor()[0].numpy()
     threshold = 0.1 * float(np.percentile(vol, 99)) + 0.9 * float(vol.min())
     return [k for k in slices if float((vol[..., k] > threshold).mean()) >= min_content]

@@ -12,7 +12,7 @@ transfer syntax). Every value is a str/number/tuple/array, so ``list_data_collat
 
 ``save_image`` writes an (upscaled) image back in its input's format; ``discover_inputs``
 lists the images under a folder; ``MedsrReader`` plugs the readers into MONAI's
-``LoadImage``; ``zoom_geometry`` and ``atomic_path`` are the geometry and file helpers
+``LoadImage``; ``zoom_geometry`` (from :mod:`medsr.geometry`) and ``atomic_path`` are the geometry and file helpers
 the writers use.
 
 Modules: :mod:`~medsr.io.dicom`, :mod:`~medsr.io.nifti`, :mod:`~medsr.io.raster`
@@ -21,7 +21,9 @@ Modules: :mod:`~medsr.io.dicom`, :mod:`~medsr.io.nifti`, :mod:`~medsr.io.raster`
 
 from __future__ import annotations
 
-from ._common import MAX_PIXELS, SOURCE_INFO, atomic_path, uneven_slices, zoom_geometry
+from medsr.geometry import zoom_geometry
+
+from ._common import MAX_PIXELS, SOURCE_INFO, atomic_path, uneven_slices
 from .api import load_image, save_image
 from .discover import InputItem, discover_inputs
 from .reader import MedsrReader

@@ -1,4 +1,4 @@
-"""Helpers shared by the format modules: suffixes, limits, metadata, atomic writes, geometry."""
+"""Helpers shared by the format modules: suffixes, limits, metadata, atomic writes."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import torch
 from medsr import meta as mk
 from medsr.meta import SOURCE_INFO
 from medsr.errors import InputError, OutputError, UsageError
+from medsr.geometry import spacing_from_affine
 from medsr.typing import PathLike
 
 __all__ = [
@@ -30,16 +31,12 @@ __all__ = [
     "expect_output",
     "check_memory",
     "SOURCE_INFO",
-    "IO_MODALITIES",
     "DICOM_SUFFIXES",
     "NIFTI_SUFFIXES",
     "RASTER_SUFFIXES",
     "full_suffix",
     "has_dicom_magic",
-    "check_modality",
     "build_meta",
-    "spacing_from_affine",
-    "zoom_geometry",
     "atomic_path",
     "as_affine4",
     "uneven_slices",
@@ -192,8 +189,6 @@ quiet_pydicom = _QuietPydicom
 """``with quiet_pydicom():`` / ``@quiet_pydicom()``: no pydicom value-validation warnings (they can quote PHI)."""
 
 
-IO_MODALITIES: tuple[str, ...] = ("xray", "ct", "mr", "other")
-
 DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom", ".ima")
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
 RASTER_SUFFIXES: dict[str, str] = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "jpeg", ".jpeg": "jpeg"}
@@ -215,18 +210,6 @@ def has_dicom_magic(path: PathLike) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def check_modality(modality: str | None) -> str | None:
-    """Validate the ``modality`` override of the readers."""
-    if modality is not None and modality not in IO_MODALITIES:
-        raise UsageError(f"`modality` must be one of {', '.join(IO_MODALITIES)} or None, got {modality!r}.")
-    return modality
-
-
-def spacing_from_affine(affine: np.ndarray, ndim: int) -> tuple[float, ...]:
-    """Voxel size per array axis: the norms of the affine's first ``ndim`` columns (as MONAI)."""
-    return tuple(float(np.linalg.norm(affine[:3, i])) for i in range(ndim))
 
 
 def build_meta(
@@ -298,47 +281,6 @@ def as_affine4(affine: Any) -> np.ndarray:
         out[:2, 3] = a[:2, 2]
         return out
     raise UsageError(f"`affine` must be a 3x3 or 4x4 matrix, got shape {tuple(a.shape)}.")
-
-
-def zoom_geometry(affine: Any, factors: Sequence[float]) -> Any:
-    """Affine of an image resampled by ``factors`` per spatial axis over the same physical extent.
-
-    Voxel centres convention (as ``torch.nn.functional.interpolate(align_corners=False)``):
-    along axis ``i`` the new spacing is ``old / f`` and the first voxel centre moves by
-    ``-(f - 1) / (2 f)`` old voxels along that axis, so the outer voxel edges stay put.
-
-    Args:
-        affine: ``(N+1) x (N+1)`` voxel-to-world matrix (numpy array or torch tensor), N >= len(factors).
-        factors: positive zoom factor per spatial axis, in array-axis order (e.g. ``(2, 2)``).
-
-    Returns:
-        A new affine: a float64 numpy array, or a torch tensor of the input's dtype and device.
-
-    Example::
-
-        >>> zoom_geometry(np.diag([1.0, 2.0, 1.0]), (2, 2))[:2]
-        array([[ 0.5 ,  0.  , -0.25],
-               [ 0.  ,  1.  , -0.5 ]])
-    """
-    is_torch = isinstance(affine, torch.Tensor)
-    a = affine.detach().cpu().numpy() if is_torch else np.asarray(affine)
-    a = np.array(a, dtype=np.float64)
-    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 2:
-        raise UsageError(f"`affine` must be a square (N+1)x(N+1) matrix, got shape {tuple(a.shape)}.")
-    n = a.shape[0] - 1
-    factors = tuple(float(f) for f in factors)
-    if len(factors) > n or len(factors) == 0:
-        raise UsageError(f"`factors` must have 1 to {n} values for a {n + 1}x{n + 1} affine, got {factors}.")
-    if not all(np.isfinite(f) and f > 0 for f in factors):
-        raise UsageError(f"`factors` must be positive numbers, got {factors}.")
-    out = a.copy()
-    for i, f in enumerate(factors):
-        col = a[:n, i]
-        out[:n, n] += -(f - 1.0) / (2.0 * f) * col
-        out[:n, i] = col / f
-    if is_torch:
-        return torch.as_tensor(out, dtype=affine.dtype, device=affine.device)
-    return out
 
 
 def _remove(path: Path) -> None:

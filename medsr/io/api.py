@@ -13,8 +13,9 @@ from monai.transforms import EnsureChannelFirst
 from medsr import meta as mk
 from medsr.errors import MedsrError, OutputError
 from medsr.typing import PathLike
+from medsr.validation import check_io_modality
 
-from ._common import NIFTI_SUFFIXES, RASTER_SUFFIXES, atomic_path, check_modality, full_suffix
+from ._common import NIFTI_SUFFIXES, RASTER_SUFFIXES, atomic_path, full_suffix
 from .dicom import write_dicom
 from .discover import InputItem
 from .nifti import write_nifti
@@ -54,7 +55,7 @@ def load_image(src: PathLike | Sequence[PathLike] | InputItem, *, modality: str 
         ct = load_image("ct_series/")        # HU, (1, 512, 512, 40)
         cxr = load_image("chest.dcm")        # MONOCHROME1 inverted: bone bright
     """
-    check_modality(modality)
+    check_io_modality(modality)
     if isinstance(src, InputItem):
         names = [str(p) for p in src.files] if src.kind == "series" else [str(src.path)]
     elif isinstance(src, (str, os.PathLike)):

@@ -13,8 +13,9 @@ from monai.utils import ensure_tuple
 
 from medsr.errors import InputError, MedsrError
 from medsr.typing import PathLike
+from medsr.validation import check_io_modality
 
-from ._common import DICOM_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, UnexpectedReadError, check_modality, full_suffix
+from ._common import DICOM_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, UnexpectedReadError, full_suffix
 from .dicom import read_dicom
 from .discover import is_dicom_candidate
 from .nifti import read_nifti
@@ -123,7 +124,7 @@ class MedsrReader(ImageReader):
 
     def __init__(self, modality: str | None = None, **kwargs: Any) -> None:
         super().__init__()
-        self.modality = check_modality(modality)
+        self.modality = check_io_modality(modality)
         self.kwargs = kwargs
 
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsr.errors import UsageError
-from medsr.networks._checks import check_choice
+from medsr.validation import check_choice
 
 __all__ = ["AdversarialLoss"]
 

@@ -9,7 +9,7 @@ from medsr.losses.adversarial import AdversarialLoss
 from medsr.losses.gradient import GradientLoss
 from medsr.losses.pixel import PixelLoss
 from medsr.losses.ssim import SSIMLoss
-from medsr.networks._checks import check_nonnegative_float
+from medsr.validation import check_nonnegative_float
 
 __all__ = ["GeneratorLoss"]
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsr.errors import UsageError
-from medsr.networks._checks import check_choice
+from medsr.validation import check_choice
 from medsr.typing import PathLike
 
 __all__ = ["FeatureLoss", "PerceptualLoss", "VGG19_LAYERS", "build_vgg19_features"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medsr.networks._checks import check_choice, check_nonnegative_float
+from medsr.validation import check_choice, check_nonnegative_float
 
 __all__ = ["PixelLoss", "REDUCTIONS"]
 

@@ -7,7 +7,7 @@ from monai.losses import SSIMLoss as _MonaiSSIMLoss
 from torch import nn
 
 from medsr.errors import UsageError
-from medsr.networks._checks import check_choice, check_spatial_dims
+from medsr.validation import check_choice, check_spatial_dims
 
 __all__ = ["SSIMLoss"]
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from medsr.errors import UsageError
-from medsr.networks._checks import (
+from medsr.validation import (
     check_features_divisible,
     check_nonnegative_float,
     check_positive_int,

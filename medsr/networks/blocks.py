@@ -18,7 +18,7 @@ from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from monai.networks.utils import icnr_init
 from torch import nn
 
-from medsr.networks._checks import (
+from medsr.validation import (
     check_features_divisible,
     check_kernel_sizes,
     check_nonnegative_float,

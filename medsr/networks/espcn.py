@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from medsr.networks._checks import check_kernel_sizes, check_positive_ints, check_sr_args
+from medsr.validation import check_kernel_sizes, check_positive_ints, check_sr_args
 from medsr.networks.blocks import Upsampler, conv_nd
 
 __all__ = ["ESPCN"]

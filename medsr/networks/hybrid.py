@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from medsr.networks._checks import check_positive_int, check_sr_args
+from medsr.validation import check_positive_int, check_sr_args
 from medsr.networks.blocks import ActSpec
 from medsr.networks.srcnn import SRCNN
 from medsr.networks.srgan import SRResNet

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from medsr.errors import UsageError
-from medsr.networks._checks import check_positive_int
+from medsr.validation import check_positive_int
 from medsr.networks.blocks import conv_nd
 
 __all__ = ["SliceRefiner"]

@@ -7,7 +7,7 @@ from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
 from medsr.errors import UsageError
-from medsr.networks._checks import (
+from medsr.validation import (
     check_kernel_sizes,
     check_positive_int,
     check_spatial_dims,

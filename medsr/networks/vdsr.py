@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from medsr.errors import UsageError
-from medsr.networks._checks import check_positive_int, check_sr_args
+from medsr.validation import check_positive_int, check_sr_args
 from medsr.networks.blocks import conv_nd, interpolate_skip
 
 __all__ = ["VDSR"]

@@ -2,16 +2,27 @@
 
 - :mod:`~medsr.transforms.resample` — MATLAB ``imresize``-exact separable resampling (any axis).
 - :mod:`~medsr.transforms.intensity` — modality-aware, exactly invertible mapping to [0, 1].
-- :mod:`~medsr.transforms.degradation` — X-ray / CT / MR / slice-thickness LR simulators.
+- :mod:`~medsr.transforms.degradation` — X-ray / CT / MR / slice-thickness LR simulators
+  (``functional``, ``array``, ``dictionary`` as MONAI splits a transform family).
+- :mod:`~medsr.transforms.croppad` — crops: to a multiple of the scale, metric borders, slabs, patches.
+- :mod:`~medsr.transforms.utility` — volume layout and edge-weight maps of the training pipeline.
+- :mod:`~medsr.transforms.colour` — RGB <-> YCbCr (ITU-R BT.601), as MATLAB ``rgb2ycbcr``.
 """
 
 from __future__ import annotations
 
+from medsr.transforms.croppad import (
+    CropBorder,
+    CropBorderd,
+    CropToMultiple,
+    CropToMultipled,
+    RandPatchCropd,
+    SelectSlices,
+    SelectSlicesd,
+)
 from medsr.transforms.degradation import (
     BicubicDegradation,
     BicubicDegradationd,
-    CropToMultiple,
-    CropToMultipled,
     CTDegradation,
     CTDegradationd,
     MRDegradation,
@@ -40,7 +51,8 @@ from medsr.transforms.intensity import (
     ModalityNormalized,
     resolve_modality,
 )
-from medsr.transforms.resample import KERNELS, downsample, geometry_after_resize, resample_axis, resize, upsample
+from medsr.transforms.resample import KERNELS, downsample, resample_axis, resize, upsample
+from medsr.transforms.utility import AsVolume, AsVolumed, EdgeWeight, EdgeWeightd
 
 __all__ = [
     "KERNELS",
@@ -48,7 +60,6 @@ __all__ = [
     "downsample",
     "upsample",
     "resample_axis",
-    "geometry_after_resize",
     "DEFAULT_CT_WINDOW",
     "DEFAULT_PERCENTILES",
     "resolve_modality",
@@ -58,6 +69,15 @@ __all__ = [
     "InvertModalityNormalized",
     "CropToMultiple",
     "CropToMultipled",
+    "CropBorder",
+    "CropBorderd",
+    "SelectSlices",
+    "SelectSlicesd",
+    "RandPatchCropd",
+    "AsVolume",
+    "AsVolumed",
+    "EdgeWeight",
+    "EdgeWeightd",
     "BicubicDegradation",
     "BicubicDegradationd",
     "XRayDegradation",

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from medsr.errors import UsageError
+from medsr.transforms.resample import upsample
 from medsr.typing import NdarrayOrTensor
 
 __all__ = ["RGB_TO_YCBCR", "YCBCR_OFFSET", "rgb_to_ycbcr", "ycbcr_to_rgb", "rgb_to_y", "quantize8", "upscale_rgb"]
@@ -108,8 +109,6 @@ def upscale_rgb(rgb: torch.Tensor, upscale_y: Callable[[torch.Tensor], torch.Ten
             or interpolation upscaler).
         scale: the in-plane factor of ``upscale_y``.
     """
-    from medsr.transforms.resample import upsample
-
     ycc = rgb_to_ycbcr(torch.as_tensor(rgb).float())
     y = torch.as_tensor(upscale_y(ycc[:1])).float()
     cbcr = upsample(ycc[1:], scale, axes=(0, 1))

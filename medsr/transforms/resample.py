@@ -53,11 +53,11 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from medsr import meta as M
 from medsr.errors import UsageError
+from medsr.geometry import update_spacing, zoom_geometry
 from medsr.typing import NdarrayOrTensor
 
-__all__ = ["KERNELS", "resize", "downsample", "upsample", "resample_axis", "geometry_after_resize"]
+__all__ = ["KERNELS", "resize", "downsample", "upsample", "resample_axis"]
 
 KernelFn = Callable[[np.ndarray], np.ndarray]
 
@@ -199,26 +199,6 @@ def _spatial_ndim(x: NdarrayOrTensor) -> int:
     return nd
 
 
-def geometry_after_resize(
-    affine: torch.Tensor | np.ndarray, in_shape: Sequence[int], out_shape: Sequence[int]
-) -> torch.Tensor:
-    """Affine after resampling ``in_shape`` -> ``out_shape`` with half-pixel centres (same physical extent).
-
-    Output voxel ``j`` lies at input voxel coordinate ``f * j + (f - 1) / 2`` with ``f = n_in / n_out``,
-    so the spacing is multiplied by ``f`` and the origin moves by ``(f - 1) / 2`` input voxels.
-    """
-    a = torch.as_tensor(affine, dtype=torch.float64).clone()
-    r = a.shape[-1] - 1
-    m = torch.eye(r + 1, dtype=torch.float64)
-    for i, (n_in, n_out) in enumerate(zip(in_shape, out_shape, strict=True)):
-        if i >= r or n_in == n_out:
-            continue
-        f = n_in / max(n_out, 1)
-        m[i, i] = f
-        m[i, r] = (f - 1.0) / 2.0
-    return a @ m
-
-
 def _rewrap(out: torch.Tensor, ref: NdarrayOrTensor, in_spatial: Sequence[int]) -> NdarrayOrTensor:
     """Return ``out`` with ``ref``'s type; a MetaTensor keeps its meta with affine and spacing updated."""
     if isinstance(ref, MetaTensor):
@@ -226,14 +206,10 @@ def _rewrap(out: torch.Tensor, ref: NdarrayOrTensor, in_spatial: Sequence[int]) 
         res.is_batch = ref.is_batch
         out_spatial = tuple(out.shape[1:])
         if tuple(in_spatial) != out_spatial:
-            res.affine = geometry_after_resize(ref.affine, in_spatial, out_spatial).to(
-                dtype=ref.affine.dtype, device=ref.affine.device
-            )
-            spacing = ref.meta.get(M.SPACING)
-            if spacing is not None and not isinstance(spacing, torch.Tensor) and len(spacing) == len(in_spatial):
-                res.meta[M.SPACING] = tuple(
-                    float(s) * n_in / n_out for s, n_in, n_out in zip(spacing, in_spatial, out_spatial, strict=True)
-                )
+            n = min(len(in_spatial), ref.affine.shape[-1] - 1)
+            factors = [n_out / max(n_in, 1) for n_in, n_out in zip(in_spatial[:n], out_spatial[:n], strict=True)]
+            res.affine = zoom_geometry(ref.affine, factors)
+            update_spacing(res.meta, res.affine, len(in_spatial))
         return res
     if isinstance(ref, np.ndarray):
         return out.cpu().numpy()

@@ -49,12 +49,15 @@ IN_PLANE: dict[str, Callable[[int], object]] = {
     "rand_modality_ct": lambda s: RandModalityDegradation(s, modality="ct"),
 }
 
+SEEDED: dict[str, Callable[[int], object]] = {
+    "xray": lambda seed: XRayDegradation(2, seed=seed),
+    "ct": lambda seed: CTDegradation(2, seed=seed),
+    "mr": lambda seed: MRDegradation(2, seed=seed),
+}
+
 RANDOM: dict[str, Callable[[], object]] = {
-    "xray": lambda: XRayDegradation(2),
     "rand_xray": lambda: RandXRayDegradation(2),
-    "ct": lambda: CTDegradation(2),
     "rand_ct": lambda: RandCTDegradation(2),
-    "mr": lambda: MRDegradation(2),
     "rand_mr": lambda: RandMRDegradation(2),
     "rand_slice": lambda: RandSliceThickness(2, profiles=("gaussian",)),
     "rand_modality": lambda: RandModalityDegradation(2, p_classic=0.0, modality="mr"),
@@ -182,8 +185,7 @@ def test_crop_to_multiple(gen: torch.Generator) -> None:
 def test_xray_poisson_variance_grows_with_intensity() -> None:
     photons, var = 1000.0, {}
     for level in (0.2, 0.8):
-        t = XRayDegradation(2, psf_sigma=0.5, photons=photons, read_noise=0.0, clip=False)
-        t.set_random_state(0)
+        t = XRayDegradation(2, psf_sigma=0.5, photons=photons, read_noise=0.0, clip=False, seed=0)
         y = t(torch.full((1, 128, 128), level))
         var[level] = float(y.var())
         assert float(y.mean()) == pytest.approx(level, abs=0.003)
@@ -192,7 +194,7 @@ def test_xray_poisson_variance_grows_with_intensity() -> None:
 
 
 def test_xray_read_noise_floor() -> None:
-    t = XRayDegradation(2, photons=1000.0, read_noise=0.004, clip=False).set_random_state(1)
+    t = XRayDegradation(2, photons=1000.0, read_noise=0.004, clip=False, seed=1)
     y = t(torch.zeros(1, 128, 128))
     assert float(y.std()) == pytest.approx(0.004, rel=0.1)
     assert float(XRayDegradation(2, photons=1000.0, read_noise=0.0)(torch.zeros(1, 16, 16)).abs().max()) == 0.0
@@ -222,7 +224,7 @@ def test_xray_psf_widens_edges_and_removes_high_frequencies(gen: torch.Generator
 
 @pytest.mark.parametrize("correlation", [0.0, 1.0])
 def test_ct_noise_sd_on_flat_phantom(correlation: float) -> None:
-    t = CTDegradation(2, psf_fwhm=1.0, noise_sigma=0.01, noise_correlation=correlation).set_random_state(3)
+    t = CTDegradation(2, psf_fwhm=1.0, noise_sigma=0.01, noise_correlation=correlation, seed=3)
     y = t(torch.full((1, 128, 128), 0.5))
     noise = y[0] - 0.5
     assert float(noise.std()) == pytest.approx(0.01, rel=0.1)
@@ -262,11 +264,11 @@ def test_mr_truncation_keeps_mean(gen: torch.Generator) -> None:
 
 def test_mr_rician_background_bias() -> None:
     sigma = 0.02
-    y = MRDegradation(2, noise_sigma=sigma).set_random_state(5)(torch.zeros(1, 128, 128))
+    y = MRDegradation(2, noise_sigma=sigma, seed=5)(torch.zeros(1, 128, 128))
     assert y.min() >= 0
     assert float(y.mean()) == pytest.approx(sigma * math.sqrt(math.pi / 2), rel=0.05)
     assert float(y.var()) == pytest.approx((2 - math.pi / 2) * sigma**2, rel=0.1)
-    bright = MRDegradation(2, noise_sigma=sigma).set_random_state(5)(torch.full((1, 128, 128), 0.8))
+    bright = MRDegradation(2, noise_sigma=sigma, seed=5)(torch.full((1, 128, 128), 0.8))
     assert float(bright.mean()) == pytest.approx(0.8, abs=0.002)  # Rician ~ Gaussian at high SNR
     assert float(bright.std()) == pytest.approx(sigma, rel=0.1)
 
@@ -287,6 +289,25 @@ def test_slice_averaging_reduces_noise_variance() -> None:
 
 
 # --------------------------------------------------------------------------- randomness
+
+
+@pytest.mark.parametrize("name", sorted(SEEDED))
+def test_deterministic_noise_is_a_function_of_the_seed(gen: torch.Generator, name: str) -> None:
+    x = _phantom(gen, (1, 32, 32, 8))
+    t = SEEDED[name](11)
+    torch.testing.assert_close(t(x), t(x), rtol=0, atol=0)
+    torch.testing.assert_close(t(x), SEEDED[name](11)(x), rtol=0, atol=0)
+    assert not torch.equal(t(x), SEEDED[name](12)(x))
+
+
+@pytest.mark.parametrize("name", ["xray", "ct", "mr"])
+def test_rand_is_the_deterministic_transform_with_the_drawn_parameters(gen: torch.Generator, name: str) -> None:
+    x = _phantom(gen, (1, 32, 32))
+    rand = {"xray": RandXRayDegradation, "ct": RandCTDegradation, "mr": RandMRDegradation}[name](2).set_random_state(3)
+    y = rand(x)
+    det = {"xray": XRayDegradation, "ct": CTDegradation, "mr": MRDegradation}[name]
+    extra = {"tukey_alpha": rand.tukey_alpha} if name == "mr" else {"clip": rand.clip}
+    torch.testing.assert_close(y, det(2, **rand.params, **extra, seed=rand._seed)(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", sorted(RANDOM))
@@ -380,7 +401,7 @@ def test_dictionary_versions(gen: torch.Generator, make: Callable[[], object], e
 def test_dictionary_random_versions_draw_once_for_all_keys(gen: torch.Generator) -> None:
     x = _phantom(gen, (1, 32, 32))
     for t in (
-        XRayDegradationd(["a", "b"], 2),
+        RandXRayDegradationd(["a", "b"], 2),
         RandCTDegradationd(["a", "b"], 2),
         RandModalityDegradationd(["a", "b"], 2, modality="xray"),
     ):
