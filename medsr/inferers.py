@@ -16,7 +16,7 @@ The bundles' inference workflow (``configs/inference.json``) is
 
 and every step is the function ``medsr upscale -m <bundle>`` runs
 (:func:`medsr.inference.upscale_path`): the same reader, normalisation, tiler,
-inverse and writer, so the two give byte-identical files (tests/test_inferers.py).
+inverse and writer, so the two give byte-identical files (tests/inference/test_inferers.py).
 """
 
 from __future__ import annotations

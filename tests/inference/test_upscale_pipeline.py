@@ -34,7 +34,7 @@ from medsr.networks.attention import AttentionResidualGenerator
 from medsr.networks.edsr import EDSR
 from medsr.networks.srgan import SRResNet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data"
 
 
@@ -346,7 +346,7 @@ def test_upscale_image_keeps_ct_in_hu_and_halves_spacing():
 
 
 def test_large_outputs_go_back_to_physical_units_in_slabs(monkeypatch):
-    import medsr.inference as inference
+    import medsr.inference.upscalers as inference
     from monai.data import MetaTensor
 
     from medsr import meta as mk

@@ -17,7 +17,7 @@ from medsr.inference import load_upscaler, upscale_path
 from medsr.inferers import TiledInferer, inference_datalist
 from medsr.networks.edsr import EDSR
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "edsr_m"
 
 
