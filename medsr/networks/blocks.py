@@ -106,7 +106,8 @@ class ResidualBlock(nn.Module):
     The EDSR block (Lim et al., 2017, https://arxiv.org/abs/1707.02921); with
     ``norm="batch"`` and ``act="prelu"`` it is the SRResNet block (Ledig et al., 2017).
     When ``norm`` is None the residual scaling can be folded into the second
-    convolution exactly with :meth:`fold_residual_scale`.
+    convolution exactly with :meth:`fold_residual_scale`. For deployment, :meth:`fold`
+    and :meth:`fuse` rewrite the block exactly (applied by :mod:`medsr.networks.deploy`).
 
     Args:
         spatial_dims: 2 or 3.
@@ -263,7 +264,8 @@ class Upsampler(nn.Module):
     x4 is two x2 steps (as in EDSR/SRResNet) unless ``factorised=False``. 2D uses
     ``nn.PixelShuffle``; 3D uses MONAI's ``SubpixelUpsample`` (without its pad-pool,
     which shifts the image by ``(s - 1) / 2`` pixels). Both are ICNR-initialised
-    (Aitken et al., 2017) so training starts free of checkerboard artefacts.
+    (Aitken et al., 2017) so training starts free of checkerboard artefacts. For deployment,
+    :meth:`fold_into` moves the last pixel shuffle after the convolution that follows it.
 
     Args:
         spatial_dims: 2 or 3.
