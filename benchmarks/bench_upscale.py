@@ -45,7 +45,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medsr.inference import NetworkUpscaler, _parse_bundle, configure_threads, load_weights, resolve_bundle  # noqa: E402
+from medsr.inference import NetworkUpscaler, configure_threads, load_weights, parse_bundle, resolve_bundle  # noqa: E402
+from medsr.networks.deploy import FusedConv  # noqa: E402
 
 BUNDLES = ("edsr_m", "srcnn_srgan_hybrid", "attention_residual")
 SAMPLE = ROOT / "sample_data"
@@ -155,20 +156,18 @@ CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def conv_calls(net: nn.Module, run: Callable[[], Any]) -> list[tuple[nn.Module, tuple[int, ...], int]]:
     """Every convolution call during ``run()``: (conv module, input shape, FLOPs = 2 x multiply-adds).
 
-    medsr's fused convolutions (``_FusedConv``) call oneDNN directly, so they are
+    medsr's fused convolutions (``FusedConv``) call oneDNN directly, so they are
     hooked themselves and the ``nn.Conv2d`` they wrap is not counted twice.
     """
-    from medsr.inference import _FusedConv
-
     calls: list[tuple[nn.Module, tuple[int, ...], int]] = []
 
     def hook(m: nn.Module, inp: Any, out: torch.Tensor) -> None:
-        conv = m.conv if isinstance(m, _FusedConv) else m
+        conv = m.conv if isinstance(m, FusedConv) else m
         k = math.prod(conv.kernel_size) * conv.in_channels // conv.groups
         calls.append((conv, tuple(inp[0].shape), 2 * k * out.numel()))
 
-    wrapped = {id(m.conv) for m in net.modules() if isinstance(m, _FusedConv)}
-    targets = [m for m in net.modules() if isinstance(m, _FusedConv) or (isinstance(m, CONVS) and id(m) not in wrapped)]
+    wrapped = {id(m.conv) for m in net.modules() if isinstance(m, FusedConv)}
+    targets = [m for m in net.modules() if isinstance(m, FusedConv) or (isinstance(m, CONVS) and id(m) not in wrapped)]
     handles = [m.register_forward_hook(hook) for m in targets]
     try:
         run()
@@ -182,8 +181,6 @@ def conv_calls(net: nn.Module, run: Callable[[], Any]) -> list[tuple[nn.Module, 
 def time_conv(conv: nn.Module, shape: Sequence[int], repeat: int, channels_last: bool = True) -> float:
     """Best time of ``conv`` on a random input of ``shape``: aten in NCHW, or the best of aten and oneDNN
     (prepacked weight, as medsr runs it) in channels_last."""
-    from medsr.inference import _FusedConv
-
     conv = copy.deepcopy(conv).eval()
     x = torch.rand(tuple(shape))
     if not channels_last or x.ndim != 4:
@@ -192,7 +189,7 @@ def time_conv(conv: nn.Module, shape: Sequence[int], repeat: int, channels_last:
     x = x.contiguous(memory_format=torch.channels_last)
     best = best_time(lambda: conv(x), repeat)
     if type(conv) is nn.Conv2d and torch.backends.mkldnn.is_available():
-        fused = _FusedConv(conv)
+        fused = FusedConv(conv)
         best = min(best, best_time(lambda: fused(x), repeat))
     return best
 
@@ -279,7 +276,7 @@ def synthetic_radiograph(size: int, path: Path, seed: int = 0) -> None:
 def bundle_network(name: str, scale: int) -> tuple[nn.Module, dict[str, Any], str]:
     """The bundle's network with its shipped weights, or random weights (speed is the same) when they are missing."""
     info = resolve_bundle(name)
-    net, extras = _parse_bundle(info, scale)
+    net, extras = parse_bundle(info, scale)
     weights = info.weights(scale)
     if weights.is_file():
         load_weights(net, weights, name=name)
@@ -311,9 +308,9 @@ def accuracy_images(tiny: bool) -> list[tuple[str, torch.Tensor]]:
 
 _PLAIN = r"""
 import json, sys, time, torch
-from medsr.inference import _parse_bundle, resolve_bundle  # only to build the same network
+from medsr.inference import parse_bundle, resolve_bundle  # only to build the same network
 name, state, x_path, y_path, repeat = sys.argv[1:6]
-net, _ = _parse_bundle(resolve_bundle(name), 2)
+net, _ = parse_bundle(resolve_bundle(name), 2)
 net.load_state_dict(torch.load(state, weights_only=True))
 net.eval()
 x = torch.load(x_path)

@@ -16,12 +16,13 @@ The bundles' inference workflow (``configs/inference.json``) is
 
 and every step is the function ``medsr upscale -m <bundle>`` runs
 (:func:`medsr.inference.upscale_path`): the same reader, normalisation, tiler,
-inverse and writer, so the two give byte-identical files (tests/test_inferers.py).
+inverse and writer, so the two give byte-identical files (tests/inference/test_inferers.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import inspect
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,11 @@ from monai.inferers import Inferer
 from monai.transforms import MapTransform
 from torch import nn
 
+from medsr.batch import discover, plan_outputs
 from medsr.errors import UsageError
+from medsr.inference.pipeline import derived_image, to_physical
+from medsr.inference.upscalers import NetworkUpscaler, check_scale
+from medsr.io import save_image
 from medsr.typing import PathLike
 
 __all__ = ["TiledInferer", "inference_datalist", "SaveUpscaledd"]
@@ -67,11 +72,7 @@ class TiledInferer(Inferer):
 
     def __init__(self, scale: int, *, name: str = "network", is_gan: bool = False, **options: Any) -> None:
         super().__init__()
-        import inspect
-
-        from medsr.inference import NetworkUpscaler, _check_scale
-
-        self.scale = _check_scale(scale)
+        self.scale = check_scale(scale)
         self.name = name
         self.is_gan = bool(is_gan)
         known = set(inspect.signature(NetworkUpscaler.__init__).parameters) - {"self", "net", "scale", "name", "is_gan"}
@@ -84,8 +85,6 @@ class TiledInferer(Inferer):
 
     def upscaler(self, network: nn.Module) -> Any:
         """The :class:`~medsr.inference.NetworkUpscaler` for ``network``'s current weights (built once per weights)."""
-        from medsr.inference import NetworkUpscaler
-
         if not isinstance(network, nn.Module):
             raise UsageError(f"`network` must be a torch.nn.Module, got {type(network).__name__}.")
         key = (id(network), _weights_version(network))
@@ -110,8 +109,6 @@ class TiledInferer(Inferer):
 def inference_datalist(dataset_dir: PathLike, output_dir: PathLike, scale: int, tag: str = "sr") -> list[dict[str, Any]]:
     """``[{"image": file, or a series' files, "output": where its upscaled image goes}, ...]`` for everything
     under ``dataset_dir`` (a file, a series folder or a folder tree), named as ``medsr upscale`` names outputs."""
-    from medsr.batch import discover, plan_outputs
-
     src, dst = Path(dataset_dir), Path(output_dir)
     items = discover(src, dst)
     outputs = plan_outputs(items, src, dst, scale, tag)
@@ -153,16 +150,13 @@ class SaveUpscaledd(MapTransform):
         self.overwrite = bool(overwrite)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from medsr.inference import _derived, _to_physical
-        from medsr.io import save_image
-
         d = dict(data)
         for key in self.key_iterator(d):
             if self.output_key not in d:
                 raise UsageError(f"SaveUpscaledd: item has no {self.output_key!r} path; build it with inference_datalist.")
             pred = d[key]
             pred = pred.as_tensor() if hasattr(pred, "as_tensor") else pred
-            out = _to_physical(_derived(d[self.ref_key], pred.detach().cpu(), self.inferer))
+            out = to_physical(derived_image(d[self.ref_key], pred.detach().cpu(), self.inferer))
             d[key] = out
             save_image(out, d[self.output_key], overwrite=self.overwrite)
         return d

@@ -326,18 +326,13 @@ def load_slice_upscaler(
     ``network_def``; its weights are ``models/model.pt`` (N = 2) and
     ``models/model_x4.pt`` (N = 4), loaded with ``weights_only=True``.
     """
-    from medsr.inference import _parse_bundle, load_weights, resolve_bundle, resolve_device
+    from medsr.inference import check_trusted, load_weights, parse_bundle, resolve_bundle, resolve_device
 
     factor = check_factor(factor)
     text = str(model)
     if text in SLICE_INTERPOLATIONS:
         return SliceUpscaler(SLICE_INTERPOLATIONS[text].replace("lanczos3", "lanczos"), factor, kernel=text)
-    info = resolve_bundle(model)
-    if not info.shipped and not trust_bundle:
-        raise UsageError(
-            f"bundle {str(info.root)!r} is not shipped with medsr and its config can run code; "
-            "read configs/inference.json, then pass --trust-bundle."
-        )
+    info = check_trusted(resolve_bundle(model), trust_bundle)
     config = json.loads(info.inference_config.read_text())
     if config.get("task") != "slices":
         raise UsageError(
@@ -347,7 +342,7 @@ def load_slice_upscaler(
     if log is not None:
         log(f"medsr: loading {'shipped' if info.shipped else 'third-party (--trust-bundle)'} bundle {info.name}: "
             f"{info.inference_config}")
-    net, _ = _parse_bundle(info, factor)
+    net, _ = parse_bundle(info, factor)
     load_weights(net, info.weights(factor), name=info.name)
     return SliceUpscaler(info.name, factor, kernel="cubic", network=net, device=resolve_device(device))
 
@@ -384,7 +379,7 @@ def upscale_slices_image(
     """
     from monai.data import MetaTensor
 
-    from medsr.inference import _normalise, _to_physical, _upscale_normalised
+    from medsr.inference.pipeline import normalise, to_physical, upscale_normalised
 
     axis = slice_axis(img)
     if inplane is not None and axis != 2:
@@ -392,7 +387,7 @@ def upscale_slices_image(
             f"the slice axis of this volume is array axis {axis}, not the third: in-plane -s cannot be combined "
             "with --slices here; run --slices alone, then -s on its output."
         )
-    norm = _normalise(img, ct_window)
+    norm = normalise(img, ct_window)
     del img
     text = f"medsr {__version__} {slicer.name} slices x{slicer.factor}"
     if adapt_seconds > 0:
@@ -412,9 +407,9 @@ def upscale_slices_image(
     out = MetaTensor(up, affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
     del norm, up
     if inplane is not None:
-        out = _upscale_normalised(out, inplane)
+        out = upscale_normalised(out, inplane)
         out.meta[mk.DERIVATION] = f"{text}, {inplane.name} in-plane x{inplane.scale}"
-    return _to_physical(out)
+    return to_physical(out)
 
 
 def upscale_slices_path(

@@ -24,6 +24,7 @@ from monai.handlers import CheckpointLoader as _MonaiCheckpointLoader
 from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
 
 from medsr.errors import UsageError
+from medsr.inference.bundles import load_weights, unwrap_checkpoint
 
 __all__ = [
     "SRTrainer",
@@ -149,9 +150,7 @@ def load_pretrained(network: torch.nn.Module, path: str | os.PathLike | None) ->
     """
     if not path or not os.path.isfile(path):
         return network
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    state = unwrap_checkpoint(torch.load(path, map_location="cpu", weights_only=True))
     own = network.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     own.update(matched)
@@ -233,9 +232,7 @@ def export_weights(checkpoint: str | os.PathLike | None, target: str | os.PathLi
 
     if not checkpoint or not os.path.isfile(checkpoint):
         return None
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    state = unwrap_checkpoint(torch.load(checkpoint, map_location="cpu", weights_only=True))
     state = {k.removeprefix("module."): v.contiguous() for k, v in state.items()}
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     with atomic_path(Path(target)) as tmp:
@@ -384,7 +381,6 @@ def publish_weights(network: torch.nn.Module, source: str | os.PathLike, target:
     """
     import logging
 
-    from medsr.inference import load_weights
     from medsr.io import atomic_path
 
     source, target = Path(source), Path(target)

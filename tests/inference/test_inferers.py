@@ -17,7 +17,7 @@ from medsr.inference import load_upscaler, upscale_path
 from medsr.inferers import TiledInferer, inference_datalist
 from medsr.networks.edsr import EDSR
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "edsr_m"
 
 
@@ -95,8 +95,16 @@ def _small_inputs(tmp_path: Path) -> Path:
 
 def _dicom_summary(path: Path) -> tuple:
     ds = pydicom.dcmread(path)
-    fresh = {"SOPInstanceUID", "SeriesInstanceUID", "InstanceCreationTime", "SeriesTime", "ContentTime"}
-    return ds.PixelData, {e.keyword: str(e.value) for e in ds if e.keyword not in fresh and e.keyword != "PixelData"}
+    fresh = {"SOPInstanceUID", "SeriesInstanceUID", "InstanceCreationTime", "SeriesTime", "ContentTime",
+             "ContributionDateTime"}  # the time of each run, to the second
+
+    def summary(data: pydicom.Dataset) -> dict[str, object]:
+        return {
+            e.keyword: [summary(item) for item in e.value] if e.VR == "SQ" else str(e.value)
+            for e in data if e.keyword not in fresh and e.keyword != "PixelData"
+        }
+
+    return ds.PixelData, summary(ds)
 
 
 @pytest.mark.slow
