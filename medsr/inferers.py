@@ -35,7 +35,8 @@ from torch import nn
 from medsr.batch import discover, plan_outputs
 from medsr.errors import UsageError
 from medsr.inference.pipeline import derived_image, to_physical
-from medsr.inference.upscalers import NetworkUpscaler, check_scale
+from medsr.inference.upscalers import NetworkUpscaler
+from medsr.validation import check_scale
 from medsr.io import save_image
 from medsr.typing import PathLike
 

@@ -38,8 +38,8 @@ from medsr.inference.upscalers import (
     InterpolationUpscaler,
     NetworkUpscaler,
     Upscaler,
-    check_scale,
 )
+from medsr.validation import check_scale
 
 __all__ = [
     "INTERPOLATIONS",

@@ -28,11 +28,10 @@ from medsr.inference.upscalers import (
     InterpolationUpscaler,
     NetworkUpscaler,
     Upscaler,
-    check_precision,
-    check_scale,
 )
 from medsr.privacy import one_line
 from medsr.typing import PathLike
+from medsr.validation import check_precision, check_scale
 
 __all__ = [
     "BundleInfo",

@@ -45,14 +45,12 @@ from medsr.inference.runtime import (
 from medsr.inference.tiling import blend_tile, least_work_tiles, tiled_upscale
 from medsr.ov_engine import OpenVINONetwork, resolve_engine
 from medsr.transforms.resample import upsample
-from medsr.typing import SCALES
+from medsr.validation import Precision, check_precision, check_scale
 
 __all__ = [
     "INTERPOLATIONS",
     "PRECISIONS",
     "Upscaler",
-    "check_scale",
-    "check_precision",
     "InterpolationUpscaler",
     "NetworkUpscaler",
 ]
@@ -60,7 +58,7 @@ __all__ = [
 INTERPOLATIONS = {"bicubic": "cubic", "lanczos": "lanczos3"}
 """Interpolation baselines by CLI name -> ``medsr.transforms.resample`` kernel."""
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = tuple(str(p) for p in Precision)
 """``precision`` values: fp32 (default), bf16 autocast (CPU), fp16 autocast (CUDA)."""
 
 
@@ -74,20 +72,6 @@ class Upscaler(Protocol):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Upscale a normalised channel-first ``(C, X, Y[, Z])`` tensor in-plane by ``scale``."""
         ...
-
-
-def check_scale(scale: int) -> int:
-    """``scale`` as an int; UsageError unless it is one of ``medsr.typing.SCALES``."""
-    if scale not in SCALES:
-        raise UsageError(f"`scale` must be one of {', '.join(map(str, SCALES))}, got {scale}.")
-    return int(scale)
-
-
-def check_precision(precision: str) -> str:
-    """``precision`` unchanged; UsageError unless it is one of :data:`PRECISIONS`."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"`precision` must be fp32, bf16 or fp16, got {precision!r}.")
-    return precision
 
 
 @dataclass
