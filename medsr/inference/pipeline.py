@@ -29,7 +29,8 @@ from medsr.inference.runtime import distributed_rank
 from medsr.inference.upscalers import NetworkUpscaler, Upscaler
 from medsr.io import uneven_slices, zoom_geometry
 from medsr.io._common import expect_output
-from medsr.transforms import InvertModalityNormalize, ModalityNormalize
+from medsr.geometry import update_spacing
+from medsr.transforms import DEFAULT_CT_WINDOW, InvertModalityNormalize, ModalityNormalize
 from medsr.transforms.colour import upscale_rgb
 from medsr.typing import PathLike
 
@@ -56,11 +57,11 @@ def derived_image(norm: Any, up: torch.Tensor, upscaler: Upscaler) -> Any:
         return up
     factors = [up.shape[i] / norm.shape[i] for i in range(1, up.ndim)]
     meta = {k: v for k, v in norm.meta.items() if k != "affine"}
-    if meta.get(mk.SPACING) is not None:
-        meta[mk.SPACING] = tuple(float(s) / f for s, f in zip(meta[mk.SPACING], factors))
+    affine = zoom_geometry(norm.affine, factors)
+    update_spacing(meta, affine, up.ndim - 1)
     meta["spatial_shape"] = tuple(up.shape[1:])
     meta[mk.DERIVATION] = f"medsr {__version__} {upscaler.name} x{upscaler.scale}"
-    return MetaTensor(up, affine=zoom_geometry(norm.affine, factors), meta=meta)
+    return MetaTensor(up, affine=affine, meta=meta)
 
 
 INVERT_CHUNK = 1 << 22
@@ -92,7 +93,7 @@ def to_physical(out: Any) -> Any:
     return res
 
 
-def upscale_image(img: Any, upscaler: Upscaler, *, ct_window: tuple[float, float] = (-1024.0, 3071.0)) -> Any:
+def upscale_image(img: Any, upscaler: Upscaler, *, ct_window: tuple[float, float] = DEFAULT_CT_WINDOW) -> Any:
     """Upscale a physical-units ``MetaTensor`` from ``medsr.io.load_image`` in-plane.
 
     Normalises with the modality's mapping, runs ``upscaler``, maps back to
@@ -183,7 +184,7 @@ def upscale_path(
     progress: bool = True,
     verbose: bool = False,
     workers: int = 1,
-    ct_window: tuple[float, float] = (-1024.0, 3071.0),
+    ct_window: tuple[float, float] = DEFAULT_CT_WINDOW,
     log: Callable[[str], None] | None = None,
 ) -> Any:
     """Upscale a file, series or folder of images with ``upscaler``; returns a ``medsr.batch.BatchResult``.
