@@ -152,7 +152,8 @@ def run_slice_evaluation(
 
     Cubic interpolation is always evaluated and is the reference of every paired difference.
     """
-    from medsr.evaluation import _progress, bootstrap_ci
+    from medsr.batch import progress_bar
+    from medsr.evaluation import bootstrap_ci
     from medsr.io import discover_inputs, load_image
     from medsr.slices import check_factor, load_slice_upscaler
     from medsr.transforms import ModalityNormalize
@@ -170,7 +171,7 @@ def run_slice_evaluation(
     learned = next((m for m in names if slicers[factors[0]][m].network is not None), None)
     per_slice: list[list[Any]] = []
     summary: list[dict[str, Any]] = []
-    with _progress(progress) as bar:
+    with progress_bar(progress, "images x scales") as bar:
         task = bar.add_task("slice protocol", total=len(items) * len(factors))
         for item in items:
             img = load_image(item.files if item.kind == "series" else item.path)

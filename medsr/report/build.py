@@ -11,9 +11,13 @@ from typing import Any
 
 from medsr import __version__
 from medsr.errors import InputError, OutputError
+from medsr.io import atomic_path
+from medsr.report import plots
+from medsr.report.pdf import write_pdf
+from medsr.report.windows import window_text
 from medsr.typing import PathLike
 
-__all__ = ["MODALITY_NAMES", "SMALL_N", "ALPHA", "load_results", "report_context", "render_html", "build_report"]
+__all__ = ["MODALITY_NAMES", "ROW_COLUMNS", "SMALL_N", "ALPHA", "load_results", "report_context", "render_html", "build_report"]
 
 MODALITY_NAMES = {"xray": "X-ray", "ct": "CT", "mr": "MR", "other": "Other images"}
 
@@ -47,6 +51,10 @@ VERDICT_LEGEND = (
 # --------------------------------------------------------------------------- loading
 
 
+ROW_COLUMNS = ("case", "path", "modality", "class", "format", "size", "model", "is_gan", "scale")
+"""Columns of ``metrics.csv`` before the metrics, which ``summary.json`` names under ``metrics``."""
+
+
 def _num(v: str) -> float:
     try:
         return float(v)
@@ -61,35 +69,15 @@ def load_results(outdir: PathLike) -> tuple[list[dict[str, Any]], dict[str, Any]
     for f in (metrics_csv, summary_json):
         if not f.is_file():
             raise InputError(f"{root} is not an evaluation folder: {f.name} is missing; run `medsr evaluate` first.")
-    from medsr.evaluation import METRIC_COLUMNS, STAT_METRICS
-
     for f in (metrics_csv, summary_json):
         _inside(root, f, required=True)
-    try:
-        with open(metrics_csv, newline="", encoding="utf-8") as fh:
-            rows = []
-            reader = csv.DictReader(fh)
-            missing = [c for c in METRIC_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(f"{metrics_csv} is damaged: columns {', '.join(missing)} are missing; run `medsr evaluate` again.")
-            for n, r in enumerate(reader, start=2):
-                if None in r or any(v is None for v in r.values()):
-                    raise InputError(f"{metrics_csv} is damaged: line {n} has the wrong number of fields.")
-                for m in STAT_METRICS:
-                    r[m] = _num(r.get(m, ""))
-                try:
-                    r["scale"] = int(r["scale"])
-                except ValueError as err:
-                    raise InputError(f"{metrics_csv} is damaged: line {n} has no integer scale.") from err
-                r["is_gan"] = str(r.get("is_gan", "")).lower() == "true"
-                rows.append(r)
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise InputError(f"{metrics_csv} is damaged ({type(err).__name__}); run `medsr evaluate` again.") from err
-    except OSError as err:
-        raise InputError(f"cannot read {metrics_csv} ({err.strerror or err}).") from err
     summary = _read_json(summary_json)
     if not isinstance(summary, dict):
         raise InputError(f"{summary_json} is damaged: it does not hold a JSON object; run `medsr evaluate` again.")
+    metrics = summary.get("metrics")
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise InputError(f"{summary_json} is damaged: it names no metrics; run `medsr evaluate` again.")
+    rows = _read_metrics_csv(metrics_csv, metrics)
     panels = {}
     cases = root / "cases"
     if _inside(root, cases) and cases.is_dir():
@@ -105,6 +93,33 @@ def load_results(outdir: PathLike) -> tuple[list[dict[str, Any]], dict[str, Any]
             panel["dir"] = pj.parent
             panels[pj.parent.name] = panel
     return rows, summary, panels
+
+
+def _read_metrics_csv(metrics_csv: Path, metrics: list[str]) -> list[dict[str, Any]]:
+    """The rows of ``metrics.csv``: metric values as floats (NaN when empty), ``scale`` an int, ``is_gan`` a bool."""
+    try:
+        with open(metrics_csv, newline="", encoding="utf-8") as fh:
+            rows = []
+            reader = csv.DictReader(fh)
+            missing = [c for c in (*ROW_COLUMNS, *metrics) if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(f"{metrics_csv} is damaged: columns {', '.join(missing)} are missing; run `medsr evaluate` again.")
+            for n, r in enumerate(reader, start=2):
+                if None in r or any(v is None for v in r.values()):
+                    raise InputError(f"{metrics_csv} is damaged: line {n} has the wrong number of fields.")
+                for m in metrics:
+                    r[m] = _num(r.get(m, ""))
+                try:
+                    r["scale"] = int(r["scale"])
+                except ValueError as err:
+                    raise InputError(f"{metrics_csv} is damaged: line {n} has no integer scale.") from err
+                r["is_gan"] = str(r.get("is_gan", "")).lower() == "true"
+                rows.append(r)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{metrics_csv} is damaged ({type(err).__name__}); run `medsr evaluate` again.") from err
+    except OSError as err:
+        raise InputError(f"cannot read {metrics_csv} ({err.strerror or err}).") from err
+    return rows
 
 
 MAX_RESULT_FILE_BYTES = 64 << 20
@@ -305,8 +320,6 @@ def _finding(where: str, model: str, g: dict[str, Any], gains: list[float]) -> d
 
 
 def _gain_plot(sec_title: str, metric: str, entries: list[tuple[str, int, dict[str, Any]]]) -> dict[str, Any]:
-    from medsr.report import plots
-
     forest = [
         {"label": f"{label} (n = {d.get('n')})", "model_index": idx, "mean": d["mean"],
          "low": d["ci_low"] if _verdict(d, True) != "few" else None, "high": d["ci_high"] if _verdict(d, True) != "few" else None}
@@ -382,8 +395,6 @@ def report_context(
     rows: list[dict[str, Any]], summary: dict[str, Any], panels: dict[str, dict[str, Any]], *, show_ids: bool = False
 ) -> dict[str, Any]:
     """Everything the HTML template and the PDF show, already worded and formatted (images as PNG bytes)."""
-    from medsr.report import plots
-
     settings = summary.get("settings", {})
     models: list[str] = list(settings.get("models") or sorted({r["model"] for r in rows}))
     gan_models: dict[str, str] = dict(settings.get("gan_models") or {})
@@ -499,8 +510,6 @@ def _case_block(sel: dict[str, Any], panel: dict[str, Any], rows: list[dict[str,
     Row 1: whole image, original, low-resolution input, bicubic, the model, [GAN map];
     row 2: the error maps, each under the image it belongs to, and the colour scale.
     """
-    from medsr.report import plots
-
     folder: Path = panel["dir"]
     files = panel.get("files", {})
     model = sel["model"]
@@ -520,8 +529,6 @@ def _case_block(sel: dict[str, Any], panel: dict[str, Any], rows: list[dict[str,
     score = {r["model"]: r["psnr"] for r in rows if r["case"] == sel["case"] and r["scale"] == scale}
     path = next((r["path"] for r in rows if r["case"] == sel["case"]), None) if ids_ok else None
     unit = panel.get("diff_unit", "")
-    from medsr.report.windows import window_text
-
     win_text = window_text(panel.get("window", {}))
     top = [
         ("Original (reference)", img("hr")),
@@ -608,11 +615,7 @@ def build_report(outdir: PathLike, *, show_ids: bool = False) -> tuple[Path, Pat
             "run `medsr evaluate` again."
         ) from err
     html_path, pdf_path = root / "report.html", root / "report.pdf"
-    from medsr.report.pdf import write_pdf
-
     try:
-        from medsr.io import atomic_path
-
         with atomic_path(html_path) as tmp:
             tmp.write_text(render_html(ctx), encoding="utf-8")
         write_pdf(ctx, pdf_path)

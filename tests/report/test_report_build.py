@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from medsr import evaluation as ev
+from medsr.evaluation.stats import json_safe, sources
 from medsr.errors import InputError
 from medsr.report import build_report
 
@@ -90,9 +91,9 @@ def make_results(root: Path, *, show_ids: bool = True, n_per_class: int = 5) -> 
                      "test": "Wilcoxon", "metric_convention": "test convention", "display_window": "auto",
                      "show_ids": show_ids},
         "n_images": 2 * n_per_class, "n_failed": 0, "metrics": list(ev.STAT_METRICS), "higher_is_better": ev.HIGHER_IS_BETTER,
-        "groups": groups, "sources": ev._sources(rows), "cases": cases,
+        "groups": groups, "sources": sources(rows), "cases": cases,
     }
-    (root / "summary.json").write_text(json.dumps(ev._json_safe(summary)))
+    (root / "summary.json").write_text(json.dumps(json_safe(summary)))
     return root
 
 
