@@ -118,7 +118,7 @@ class _Inputs:
     ids: dict[int, str]
     labels: dict[int, str]
 
-    def id(self, case: Case) -> str:
+    def pseudonym(self, case: Case) -> str:
         return self.ids[id(case)]
 
     def load(self, case: Case) -> Any:
@@ -290,7 +290,7 @@ def _score(st: _Settings, methods: _Models, inputs: _Inputs, progress: bool) -> 
     with progress_bar(progress, "images x scales") as bar:
         task = bar.add_task("evaluate", total=len(inputs.cases) * len(st.scales))
         for case in inputs.cases:
-            cid = inputs.id(case)
+            cid = inputs.pseudonym(case)
             shown = red.shown(cid, case.path)
             advanced = 0
             try:
@@ -390,7 +390,7 @@ def _draw_panels(st: _Settings, methods: _Models, inputs: _Inputs, selections: l
         shutil.rmtree(cases_dir)
     cases_dir.mkdir()
     (cases_dir / CASES_MARKER).write_text("written by medsr evaluate; medsr replaces this folder on its next run here\n")
-    case_of = {inputs.id(c): c for c in inputs.cases}
+    case_of = {inputs.pseudonym(c): c for c in inputs.cases}
     done: set[str] = set()
     for (cid, s), wanted in sorted(by_case.items()):
         case = case_of[cid]
