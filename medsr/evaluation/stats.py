@@ -19,7 +19,7 @@ from scipy.stats import bootstrap, wilcoxon
 from medsr.data.datalist import CLASS_ALL
 from medsr.errors import UsageError
 from medsr.metrics import METRICS
-from medsr.report.build import ROW_COLUMNS
+from medsr.report.results import ROW_COLUMNS
 
 __all__ = [
     "BOOTSTRAP_METHOD",

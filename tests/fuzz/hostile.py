@@ -338,7 +338,8 @@ def check_results(ops: list[tuple], tmpdir: Path) -> str:
     a file outside the folder in it."""
     import base64
 
-    from medsr.report.build import load_results, render_html, report_context
+    from medsr.report.build import render_html, report_context
+    from medsr.report.results import load_results
 
     seed = _results(str(tmpdir))
     work = tmpdir / "rc"

@@ -257,7 +257,8 @@ def test_bicubic_only_results(tmp_path: Path) -> None:
 
 def test_small_n_report_has_no_coloured_verdict_and_states_n(tmp_path: Path) -> None:
     """2 images (the case of the issue): no green/red anywhere, n in the headline, images shown one by one."""
-    from medsr.report.build import load_results, report_context
+    from medsr.report.build import report_context
+    from medsr.report.results import load_results
 
     root = make_results(tmp_path / "r", n_per_class=1)
     html, _ = build_report(root)
@@ -273,7 +274,8 @@ def test_small_n_report_has_no_coloured_verdict_and_states_n(tmp_path: Path) -> 
 
 
 def test_large_clear_gain_is_green_when_interval_and_test_agree(tmp_path: Path) -> None:
-    from medsr.report.build import load_results, report_context
+    from medsr.report.build import report_context
+    from medsr.report.results import load_results
 
     root = make_results(tmp_path / "r", n_per_class=12)  # edsr_m +1.2 dB on 24 images
     ctx = report_context(*load_results(root))
