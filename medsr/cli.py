@@ -239,6 +239,7 @@ def degrade(
             raise UsageError(f"`--degradation` must be modality or bicubic, got {degradation!r}.")
         _quick_start("bicubic")  # no network: the lean imports of interpolation
         from medsr.batch import discover, plan_outputs, run_batch
+        from medsr.evaluation.protocol import degrade_image
         from medsr.io import load_image, save_image
 
         items = discover(input, output)
@@ -255,33 +256,6 @@ def degrade(
     except MedsrError as err:
         raise _fail(err, verbose) from None
     _finish(result, quiet)
-
-
-def degrade_image(img: Any, scale: int, degradation: str, seed: int) -> Any:
-    """Normalise, degrade (seeded), map back to physical units, update geometry."""
-    import torch
-    from monai.data import MetaTensor
-
-    from medsr import meta as mk
-    from medsr.io import zoom_geometry
-    from medsr.transforms import BicubicDegradation, CropToMultiple, InvertModalityNormalize, ModalityNormalize, RandModalityDegradation
-
-    norm = ModalityNormalize()(img)
-    norm = CropToMultiple([scale, scale] + [1] * (norm.ndim - 3))(norm)  # in-plane only
-    if degradation == "bicubic":
-        op = BicubicDegradation(scale)
-    else:
-        op = RandModalityDegradation(scale, p_classic=0.0)
-        op.set_random_state(seed)
-    lr = op(norm)
-    lr_t = lr.as_tensor() if isinstance(lr, MetaTensor) else torch.as_tensor(lr)
-    factors = [1.0 / scale, 1.0 / scale] + [1.0] * (lr_t.ndim - 3)
-    meta = {k: v for k, v in norm.meta.items() if k != "affine"}
-    meta[mk.SPACING] = tuple(float(s) / f for s, f in zip(meta.get(mk.SPACING) or (), factors)) or None
-    meta["spatial_shape"] = tuple(lr_t.shape[1:])
-    meta[mk.DERIVATION] = f"medsr {__version__} {degradation} degradation /{scale}"
-    out = MetaTensor(lr_t, affine=zoom_geometry(norm.affine, factors), meta=meta)
-    return InvertModalityNormalize()(out)
 
 
 @app.command(epilog=EXIT_CODES_HELP)

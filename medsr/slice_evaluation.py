@@ -33,8 +33,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
+from medsr.batch import progress_bar
 from medsr.errors import InputError, UsageError
+from medsr.evaluation import bootstrap_ci
+from medsr.io import discover_inputs, load_image
+from medsr.metrics import ssim
+from medsr.slices import check_factor, degrade_slices, load_slice_upscaler, slice_axis, thick_length, thin_length
+from medsr.transforms import ModalityNormalize
 from medsr.typing import PathLike
 
 __all__ = ["slice_metrics", "evaluate_volume", "run_slice_evaluation"]
@@ -44,8 +51,6 @@ GROUPS = ("between", "coinciding", "all")
 
 def slice_metrics(pred: torch.Tensor, target: torch.Tensor, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Per slice along ``axis`` of two ``(1, X, Y, Z)`` volumes: (MSE, SSIM) of the 2D slices."""
-    from medsr.metrics import ssim
-
     p = torch.movedim(pred[0], axis, -1).double().numpy()
     t = torch.movedim(target[0], axis, -1).double().numpy()
     mse = ((p - t) ** 2).mean(axis=(0, 1))
@@ -70,8 +75,6 @@ def evaluate_volume(
 
     Returns ``(axis, cropped thin-slice reference, thick input, {method: restored})``.
     """
-    from medsr.slices import degrade_slices, slice_axis, thick_length, thin_length
-
     axis = slice_axis(hr)
     t = hr.as_tensor() if hasattr(hr, "as_tensor") else torch.as_tensor(hr)
     n = int(t.shape[axis + 1])
@@ -87,8 +90,6 @@ def _reformat_figure(path: Path, axis: int, factor: int, ref: torch.Tensor, thic
                      outs: dict[str, torch.Tensor], learned: str | None, spacing: Sequence[float],
                      modality: str, norm: tuple[str, float, float]) -> None:
     """A sagittal/coronal-type reformat: input (thick slices at their thickness) | cubic | learned | reference."""
-    from PIL import Image, ImageDraw
-
     others = [a for a in range(3) if a != axis]
     plane_axis = others[0]  # the plane holds the slice axis and the other in-plane axis
     idx = ref.shape[plane_axis + 1] // 2
@@ -152,11 +153,6 @@ def run_slice_evaluation(
 
     Cubic interpolation is always evaluated and is the reference of every paired difference.
     """
-    from medsr.evaluation import _progress, bootstrap_ci
-    from medsr.io import discover_inputs, load_image
-    from medsr.slices import check_factor, load_slice_upscaler
-    from medsr.transforms import ModalityNormalize
-
     factors = [check_factor(f, "scale") for f in factors]
     names = ["cubic"] + [m for m in dict.fromkeys(models) if m not in ("cubic", "bicubic")]
     paths = [Path(p) for p in ([data] if isinstance(data, (str, Path)) else data)]
@@ -170,7 +166,7 @@ def run_slice_evaluation(
     learned = next((m for m in names if slicers[factors[0]][m].network is not None), None)
     per_slice: list[list[Any]] = []
     summary: list[dict[str, Any]] = []
-    with _progress(progress) as bar:
+    with progress_bar(progress, "images x scales") as bar:
         task = bar.add_task("slice protocol", total=len(items) * len(factors))
         for item in items:
             img = load_image(item.files if item.kind == "series" else item.path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import io
 import json
 import random
 from collections import Counter
@@ -29,11 +30,18 @@ from medsr.errors import InputError, UsageError
 from medsr.io import discover_inputs, load_image
 from medsr.io.dicom import XRAY_MODALITIES
 from medsr.io.nifti import read_nifti
+from medsr.privacy import one_line
 from medsr.typing import PathLike
 from medsr.validation import check_modality
 
 __all__ = [
+    "CLASS_ALL",
     "CLASS_NAMES",
+    "DATALIST_SECTIONS",
+    "MAX_DATALIST_BYTES",
+    "class_name",
+    "entry_class",
+    "read_datalist",
     "detect_modality",
     "build_datalist",
     "load_datalist",
@@ -44,8 +52,106 @@ __all__ = [
     "limit_per_modality",
 ]
 
+CLASS_ALL = "all"
+"""Class of images directly in a data folder (no class sub-folder) or of datalist rows without one."""
+
 CLASS_NAMES = {"covid": "Covid", "covid-19": "Covid", "normal": "Normal", "pneumonia": "Pneumonia"}
 """Finding-class folder names, case-insensitive, mapped to the names reports use; other folder names are kept as they are."""
+
+DATALIST_SECTIONS = ("data", "test", "testing", "validation", "training")
+"""Keys of a JSON datalist object that hold its rows, in the order an evaluation looks for them."""
+
+MAX_DATALIST_BYTES = 64 << 20
+"""Largest datalist file medsr parses."""
+
+
+def class_name(label: Any) -> str:
+    """The one rule that names a class, for training and evaluation alike.
+
+    A sub-folder name or a datalist's ``class``: :data:`CLASS_NAMES` spellings
+    (case-insensitive: ``covid/`` -> ``Covid``), other names as they are (stripped),
+    empty -> :data:`CLASS_ALL`.
+    """
+    text = str(label if label is not None else "").strip()
+    if not text:
+        return CLASS_ALL
+    return CLASS_NAMES.get(text.lower(), text)
+
+
+def entry_class(entry: dict[str, Any]) -> str:
+    """The class of a datalist row: its ``class`` (else ``label``) named by :func:`class_name`."""
+    return class_name(entry.get("class") or entry.get("label"))
+
+
+def read_datalist(
+    path: PathLike, sections: Sequence[str] = DATALIST_SECTIONS, *, combine: bool = False
+) -> list[dict[str, Any]]:
+    """The rows of a datalist file, each checked; paths are returned as written.
+
+    A ``.csv`` file needs a header with an ``image`` column; anything else is read as
+    JSON: a list of objects, or an object holding that list under one of ``sections``
+    (the first one present; ``combine=True`` joins every one present, in order).
+    Each row's ``image`` must be a file path or a non-empty list of paths; ``class``,
+    ``label`` and ``modality`` must be text. Errors quote no value (a datalist may
+    hold patient names).
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_DATALIST_BYTES:
+            raise InputError(f"the datalist is larger than {MAX_DATALIST_BYTES >> 20} MB; split it.")
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read the datalist ({err.strerror or err}).") from err
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(f"the datalist is not UTF-8 text (byte {err.start}); save it as UTF-8.") from err
+    if path.suffix.lower() == ".csv":
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            if reader.fieldnames is None or "image" not in reader.fieldnames:
+                raise InputError(f"the datalist CSV needs a column named `image`; it has {len(reader.fieldnames or [])} other columns.")
+            doc: Any = [{k: v for k, v in r.items() if k is not None} for r in reader]
+        except csv.Error as err:
+            raise InputError(f"the datalist CSV cannot be parsed ({one_line(err)}).") from err
+    else:
+        try:
+            doc = json.loads(text)
+        except RecursionError as err:
+            raise InputError("the datalist JSON is nested too deeply to be a datalist.") from err
+        except ValueError as err:
+            raise InputError(f"the datalist is not readable JSON: {one_line(err)}") from err
+    if isinstance(doc, dict):
+        found = [doc[key] for key in sections if isinstance(doc.get(key), list)]
+        if found:
+            doc = [row for rows in found for row in rows] if combine else found[0]
+    if not isinstance(doc, list) or not all(isinstance(e, dict) and "image" in e for e in doc):
+        raise InputError(
+            "the datalist must be a list of objects with an `image` key "
+            f"(or hold one under {', '.join(f'`{k}`' for k in sections[:-1])} or `{sections[-1]}`)."
+        )
+    for i, entry in enumerate(doc):
+        image = entry["image"]
+        paths = image if isinstance(image, list) else [image]
+        if not paths or not all(isinstance(p, str) and p.strip() and "\x00" not in p for p in paths):
+            raise InputError(
+                f"datalist row {i + 1}: `image` must be a file path or a non-empty list of file paths, "
+                f"got {_kind(image)}; fix that row."
+            )
+        for field in ("class", "label", "modality"):
+            if entry.get(field) is not None and not isinstance(entry[field], (str, int)):
+                raise InputError(f"datalist row {i + 1}: `{field}` must be text, got {_kind(entry[field])}; fix that row.")
+    return doc
+
+
+def _kind(value: Any) -> str:
+    """A description of a JSON value that quotes none of it."""
+    if isinstance(value, list):
+        return f"a list of {len(value)} item(s)" + ("" if all(isinstance(v, str) for v in value) else " that are not all text")
+    if isinstance(value, str):
+        return "an empty text" if not value.strip() else "a text with a NUL character"
+    return f"a {type(value).__name__}"
+
 
 def detect_modality(path: PathLike) -> str:
     """``xray``/``ct``/``mr`` from a DICOM header, raster extension, or NIfTI intensities.
@@ -77,10 +183,7 @@ def detect_modality(path: PathLike) -> str:
 
 def _class_of(path: Path, root: Path) -> str:
     rel = path.relative_to(root)
-    if len(rel.parts) < 2:
-        return "all"
-    top = rel.parts[0]
-    return CLASS_NAMES.get(top.lower(), top)
+    return class_name(rel.parts[0]) if len(rel.parts) >= 2 else CLASS_ALL
 
 
 def build_datalist(
@@ -111,7 +214,7 @@ def build_datalist(
             {
                 "image": str(path),
                 "modality": mod,
-                "class": _class_of(path, root) if classes and root.is_dir() else "all",
+                "class": _class_of(path, root) if classes and root.is_dir() else CLASS_ALL,
                 "group": str(path if item.kind == "series" else path.parent / path.stem),
             }
         )
@@ -121,33 +224,24 @@ def build_datalist(
 
 
 def load_datalist(path: PathLike, *, base_dir: PathLike | None = None) -> list[dict[str, Any]]:
-    """Read a datalist from JSON (a list, or MONAI's ``{"training": [...]}``) or CSV (header with ``image``).
+    """Read a datalist from JSON (a list, or MONAI's ``{"training": [...], "validation": [...]}``, joined) or CSV.
 
-    Relative ``image`` paths are taken relative to ``base_dir`` (default: the datalist's folder).
+    Parsed and checked by :func:`read_datalist`; the class named by :func:`entry_class`;
+    relative ``image`` paths are taken relative to ``base_dir`` (default: the datalist's folder);
+    a missing ``group`` is the image and a missing ``modality`` is detected from the file.
     """
     path = Path(path)
     base = Path(base_dir) if base_dir is not None else path.parent
-    try:
-        if path.suffix.lower() == ".csv":
-            with open(path, newline="") as fh:
-                rows = list(csv.DictReader(fh))
-        else:
-            data = json.loads(path.read_text())
-            rows = data if isinstance(data, list) else data.get("training", []) + data.get("validation", [])
-    except (OSError, json.JSONDecodeError, csv.Error) as err:
-        raise InputError(f"{path}: cannot read datalist ({err}).") from err
     out = []
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or "image" not in row:
-            raise InputError(f"{path}: entry {i} has no `image` field.")
+    for row in read_datalist(path, ("training", "validation"), combine=True):
         entry = dict(row)
-        img = Path(str(entry["image"]))
-        entry["image"] = str(img if img.is_absolute() else base / img)
-        entry.setdefault("class", "all")
-        entry["class"] = entry["class"] or "all"
-        entry.setdefault("group", entry["image"])
+        image = entry["image"]
+        files = [str(f if f.is_absolute() else base / f) for f in map(Path, image if isinstance(image, list) else [image])]
+        entry["image"] = files if isinstance(image, list) else files[0]
+        entry["class"] = entry_class(entry)
+        entry.setdefault("group", entry["image"] if isinstance(image, str) else files[0])
         if not entry.get("modality"):
-            entry["modality"] = detect_modality(entry["image"])
+            entry["modality"] = detect_modality(files[0])
         out.append(entry)
     return out
 

@@ -8,6 +8,7 @@ can rebuild them at any time.
 
 from __future__ import annotations
 
-from medsr.report.build import build_report, load_results, render_html, report_context
+from medsr.report.build import build_report, render_html, report_context
+from medsr.report.results import load_results
 
 __all__ = ["build_report", "load_results", "report_context", "render_html"]

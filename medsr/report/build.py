@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import base64
-import csv
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from medsr import __version__
 from medsr.errors import InputError, OutputError
+from medsr.io import atomic_path
+from medsr.report import plots
+from medsr.report.pdf import write_pdf
+from medsr.report.results import MAX_RESULT_FILE_BYTES, inside, load_results
+from medsr.report.windows import window_text
 from medsr.typing import PathLike
 
-__all__ = ["MODALITY_NAMES", "SMALL_N", "ALPHA", "load_results", "report_context", "render_html", "build_report"]
+__all__ = ["MODALITY_NAMES", "SMALL_N", "ALPHA", "report_context", "render_html", "build_report"]
 
 MODALITY_NAMES = {"xray": "X-ray", "ct": "CT", "mr": "MR", "other": "Other images"}
 
@@ -42,95 +45,6 @@ VERDICT_LEGEND = (
     f"p < {ALPHA:g}); red: reliably worse; grey: no clear difference (or the interval and the test disagree); groups of "
     f"fewer than {SMALL_N} images are never coloured."
 )
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _num(v: str) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def load_results(outdir: PathLike) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, dict[str, Any]]]:
-    """``(metrics rows, summary, panels by "<case>_x<scale>")`` from an evaluation folder."""
-    root = Path(outdir)
-    metrics_csv, summary_json = root / "metrics.csv", root / "summary.json"
-    for f in (metrics_csv, summary_json):
-        if not f.is_file():
-            raise InputError(f"{root} is not an evaluation folder: {f.name} is missing; run `medsr evaluate` first.")
-    from medsr.evaluation import METRIC_COLUMNS, STAT_METRICS
-
-    for f in (metrics_csv, summary_json):
-        _inside(root, f, required=True)
-    try:
-        with open(metrics_csv, newline="", encoding="utf-8") as fh:
-            rows = []
-            reader = csv.DictReader(fh)
-            missing = [c for c in METRIC_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(f"{metrics_csv} is damaged: columns {', '.join(missing)} are missing; run `medsr evaluate` again.")
-            for n, r in enumerate(reader, start=2):
-                if None in r or any(v is None for v in r.values()):
-                    raise InputError(f"{metrics_csv} is damaged: line {n} has the wrong number of fields.")
-                for m in STAT_METRICS:
-                    r[m] = _num(r.get(m, ""))
-                try:
-                    r["scale"] = int(r["scale"])
-                except ValueError as err:
-                    raise InputError(f"{metrics_csv} is damaged: line {n} has no integer scale.") from err
-                r["is_gan"] = str(r.get("is_gan", "")).lower() == "true"
-                rows.append(r)
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise InputError(f"{metrics_csv} is damaged ({type(err).__name__}); run `medsr evaluate` again.") from err
-    except OSError as err:
-        raise InputError(f"cannot read {metrics_csv} ({err.strerror or err}).") from err
-    summary = _read_json(summary_json)
-    if not isinstance(summary, dict):
-        raise InputError(f"{summary_json} is damaged: it does not hold a JSON object; run `medsr evaluate` again.")
-    panels = {}
-    cases = root / "cases"
-    if _inside(root, cases) and cases.is_dir():
-        for pj in sorted(cases.glob("*/panel.json")):
-            if not _inside(root, pj):
-                continue
-            try:
-                panel = _read_json(pj)
-            except InputError:
-                continue
-            if not isinstance(panel, dict):
-                continue
-            panel["dir"] = pj.parent
-            panels[pj.parent.name] = panel
-    return rows, summary, panels
-
-
-MAX_RESULT_FILE_BYTES = 64 << 20
-"""Largest metrics/summary/panel file the report reads."""
-
-
-def _inside(root: Path, path: Path, required: bool = False) -> bool:
-    """Whether ``path`` (links followed) lies inside the results folder ``root``; medsr reads nothing outside it."""
-    try:
-        ok = path.resolve().is_relative_to(root.resolve())
-    except (OSError, RuntimeError, ValueError):
-        ok = False
-    if not ok and required:
-        raise InputError(f"{path} points outside the results folder {root}; medsr reads only files inside it.")
-    return ok
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        if path.stat().st_size > MAX_RESULT_FILE_BYTES:
-            raise InputError(f"{path} is larger than {MAX_RESULT_FILE_BYTES >> 20} MB; it is not medsr's.")
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
-        raise InputError(f"{path} is not valid JSON ({type(err).__name__}); run `medsr evaluate` again.") from err
-    except OSError as err:
-        raise InputError(f"cannot read {path} ({err.strerror or err}).") from err
 
 
 # --------------------------------------------------------------------------- formatting
@@ -305,8 +219,6 @@ def _finding(where: str, model: str, g: dict[str, Any], gains: list[float]) -> d
 
 
 def _gain_plot(sec_title: str, metric: str, entries: list[tuple[str, int, dict[str, Any]]]) -> dict[str, Any]:
-    from medsr.report import plots
-
     forest = [
         {"label": f"{label} (n = {d.get('n')})", "model_index": idx, "mean": d["mean"],
          "low": d["ci_low"] if _verdict(d, True) != "few" else None, "high": d["ci_high"] if _verdict(d, True) != "few" else None}
@@ -382,8 +294,6 @@ def report_context(
     rows: list[dict[str, Any]], summary: dict[str, Any], panels: dict[str, dict[str, Any]], *, show_ids: bool = False
 ) -> dict[str, Any]:
     """Everything the HTML template and the PDF show, already worded and formatted (images as PNG bytes)."""
-    from medsr.report import plots
-
     settings = summary.get("settings", {})
     models: list[str] = list(settings.get("models") or sorted({r["model"] for r in rows}))
     gan_models: dict[str, str] = dict(settings.get("gan_models") or {})
@@ -499,8 +409,6 @@ def _case_block(sel: dict[str, Any], panel: dict[str, Any], rows: list[dict[str,
     Row 1: whole image, original, low-resolution input, bicubic, the model, [GAN map];
     row 2: the error maps, each under the image it belongs to, and the colour scale.
     """
-    from medsr.report import plots
-
     folder: Path = panel["dir"]
     files = panel.get("files", {})
     model = sel["model"]
@@ -512,7 +420,7 @@ def _case_block(sel: dict[str, Any], panel: dict[str, Any], rows: list[dict[str,
         if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
             return None
         f = folder / name
-        if not f.is_file() or not _inside(folder, f) or f.stat().st_size > MAX_RESULT_FILE_BYTES:
+        if not f.is_file() or not inside(folder, f) or f.stat().st_size > MAX_RESULT_FILE_BYTES:
             return None
         data = f.read_bytes()
         return data if data.startswith(b"\x89PNG\r\n\x1a\n") else None
@@ -520,8 +428,6 @@ def _case_block(sel: dict[str, Any], panel: dict[str, Any], rows: list[dict[str,
     score = {r["model"]: r["psnr"] for r in rows if r["case"] == sel["case"] and r["scale"] == scale}
     path = next((r["path"] for r in rows if r["case"] == sel["case"]), None) if ids_ok else None
     unit = panel.get("diff_unit", "")
-    from medsr.report.windows import window_text
-
     win_text = window_text(panel.get("window", {}))
     top = [
         ("Original (reference)", img("hr")),
@@ -608,11 +514,7 @@ def build_report(outdir: PathLike, *, show_ids: bool = False) -> tuple[Path, Pat
             "run `medsr evaluate` again."
         ) from err
     html_path, pdf_path = root / "report.html", root / "report.pdf"
-    from medsr.report.pdf import write_pdf
-
     try:
-        from medsr.io import atomic_path
-
         with atomic_path(html_path) as tmp:
             tmp.write_text(render_html(ctx), encoding="utf-8")
         write_pdf(ctx, pdf_path)

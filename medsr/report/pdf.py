@@ -14,6 +14,7 @@ from typing import Any
 from monai.utils import optional_import
 
 from medsr.errors import UsageError
+from medsr.io import atomic_path
 
 __all__ = ["write_pdf"]
 
@@ -234,9 +235,8 @@ def write_pdf(ctx: dict[str, Any], path: Path) -> Path:
         canvas.drawRightString(A4[0] - 15 * mm, 9 * mm, f"page {doc.page}")
         canvas.restoreState()
 
-    tmp = path.with_name(path.name + ".tmp")
-    doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=14 * mm, bottomMargin=16 * mm,
-                            title=ctx["title"], author=f"medsr {ctx['version']}")
-    doc.build(story, onFirstPage=footer, onLaterPages=footer)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=14 * mm,
+                                bottomMargin=16 * mm, title=ctx["title"], author=f"medsr {ctx['version']}")
+        doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return path

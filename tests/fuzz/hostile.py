@@ -207,7 +207,7 @@ def check_datalist(case: tuple, tmpdir: Path) -> str:
     import csv
     import io
 
-    from medsr.evaluation import _inputs_inside, collect_cases
+    from medsr.evaluation.cases import collect_cases, inputs_inside
 
     kind, value = case
     folder = tmpdir / "dl"
@@ -228,7 +228,7 @@ def check_datalist(case: tuple, tmpdir: Path) -> str:
     before = _digest(folder)
     outcome, cases = _guard(f"datalist {case!r:.300}", lambda: collect_cases(path))
     if outcome == "ok":
-        _guard(f"datalist {case!r:.300} inside", lambda: _inputs_inside(cases, tmpdir / "out"))
+        _guard(f"datalist {case!r:.300} inside", lambda: inputs_inside(cases, tmpdir / "out"))
     if _digest(folder) != before:
         raise FuzzFailure(f"datalist {case!r:.300}: an input changed")
     _count("datalist", outcome)
@@ -325,7 +325,8 @@ def check_results(ops: list[tuple], tmpdir: Path) -> str:
     a file outside the folder in it."""
     import base64
 
-    from medsr.report.build import load_results, render_html, report_context
+    from medsr.report.build import render_html, report_context
+    from medsr.report.results import load_results
 
     seed = _results(str(tmpdir))
     work = tmpdir / "rc"

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from medsr import evaluation as ev
+from medsr.evaluation.stats import json_safe, sources
 from medsr.errors import InputError
 from medsr.report import build_report
 
@@ -90,9 +91,9 @@ def make_results(root: Path, *, show_ids: bool = True, n_per_class: int = 5) -> 
                      "test": "Wilcoxon", "metric_convention": "test convention", "display_window": "auto",
                      "show_ids": show_ids},
         "n_images": 2 * n_per_class, "n_failed": 0, "metrics": list(ev.STAT_METRICS), "higher_is_better": ev.HIGHER_IS_BETTER,
-        "groups": groups, "sources": ev._sources(rows), "cases": cases,
+        "groups": groups, "sources": sources(rows), "cases": cases,
     }
-    (root / "summary.json").write_text(json.dumps(ev._json_safe(summary)))
+    (root / "summary.json").write_text(json.dumps(json_safe(summary)))
     return root
 
 
@@ -256,7 +257,8 @@ def test_bicubic_only_results(tmp_path: Path) -> None:
 
 def test_small_n_report_has_no_coloured_verdict_and_states_n(tmp_path: Path) -> None:
     """2 images (the case of the issue): no green/red anywhere, n in the headline, images shown one by one."""
-    from medsr.report.build import load_results, report_context
+    from medsr.report.build import report_context
+    from medsr.report.results import load_results
 
     root = make_results(tmp_path / "r", n_per_class=1)
     html, _ = build_report(root)
@@ -272,7 +274,8 @@ def test_small_n_report_has_no_coloured_verdict_and_states_n(tmp_path: Path) -> 
 
 
 def test_large_clear_gain_is_green_when_interval_and_test_agree(tmp_path: Path) -> None:
-    from medsr.report.build import load_results, report_context
+    from medsr.report.build import report_context
+    from medsr.report.results import load_results
 
     root = make_results(tmp_path / "r", n_per_class=12)  # edsr_m +1.2 dB on 24 images
     ctx = report_context(*load_results(root))
