@@ -20,7 +20,7 @@ import torch
 from medsr import meta as mk
 from medsr.errors import UsageError
 
-__all__ = ["zoom_geometry", "spacing_from_affine", "update_spacing"]
+__all__ = ["zoom_geometry", "spacing_from_affine", "update_spacing", "resized_like"]
 
 
 def _as_numpy(affine: Any) -> np.ndarray:
@@ -84,3 +84,20 @@ def update_spacing(meta: MutableMapping[Any, Any], affine: Any, ndim: int) -> No
     if spacing is None or isinstance(spacing, torch.Tensor) or len(spacing) != ndim:
         return
     meta[mk.SPACING] = spacing_from_affine(affine, ndim)
+
+
+def resized_like(like: Any, data: torch.Tensor, factors: Sequence[float], derivation: str) -> Any:
+    """``data``, ``like`` resized by ``factors`` per spatial axis, as a MetaTensor with ``like``'s meta updated.
+
+    The affine is :func:`zoom_geometry`'s, the spacing follows from it (:func:`update_spacing`),
+    ``spatial_shape`` is ``data``'s and ``meta["derivation"]`` is ``derivation``: the one place
+    where medsr's upscaling and its degradation command give an image its new geometry.
+    """
+    from monai.data import MetaTensor  # deferred: keeps this leaf module free of MONAI for the readers' checks
+
+    meta = {k: v for k, v in like.meta.items() if k != "affine"}
+    affine = zoom_geometry(like.affine, factors)
+    update_spacing(meta, affine, data.ndim - 1)
+    meta["spatial_shape"] = tuple(data.shape[1:])
+    meta[mk.DERIVATION] = derivation
+    return MetaTensor(data, affine=affine, meta=meta)

@@ -20,7 +20,7 @@ from monai.transforms import Randomizable
 from medsr import __version__
 from medsr import meta as mk
 from medsr.errors import UsageError
-from medsr.io import zoom_geometry
+from medsr.geometry import resized_like
 from medsr.transforms import (
     BicubicDegradation,
     CropToMultiple,
@@ -92,11 +92,7 @@ def degrade_image(img: Any, scale: int, degradation: str, seed: int) -> Any:
     """``medsr degrade``: normalise, degrade (seeded), map back to physical units, update geometry."""
     hr, lr, _ = degrade(ModalityNormalize()(img), scale, degradation, seed)
     factors = [1.0 / scale, 1.0 / scale] + [1.0] * (lr.ndim - 3)
-    meta = {k: v for k, v in hr.meta.items() if k != "affine"}
-    meta[mk.SPACING] = tuple(float(s) / f for s, f in zip(meta.get(mk.SPACING) or (), factors)) or None
-    meta["spatial_shape"] = tuple(lr.shape[1:])
-    meta[mk.DERIVATION] = f"medsr {__version__} {degradation} degradation /{scale}"
-    out = MetaTensor(lr, affine=zoom_geometry(hr.affine, factors), meta=meta)
+    out = resized_like(hr, lr, factors, f"medsr {__version__} {degradation} degradation /{scale}")
     return InvertModalityNormalize()(out)
 
 

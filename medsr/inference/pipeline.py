@@ -27,9 +27,9 @@ from medsr.batch import ItemProgress, discover, errors_folder, plan_outputs, run
 from medsr.errors import InputError
 from medsr.inference.runtime import distributed_rank
 from medsr.inference.upscalers import NetworkUpscaler, Upscaler
-from medsr.io import uneven_slices, zoom_geometry
+from medsr.io import uneven_slices
 from medsr.io._common import expect_output
-from medsr.geometry import update_spacing
+from medsr.geometry import resized_like
 from medsr.transforms import DEFAULT_CT_WINDOW, InvertModalityNormalize, ModalityNormalize
 from medsr.transforms.colour import upscale_rgb
 from medsr.typing import PathLike
@@ -56,12 +56,7 @@ def derived_image(norm: Any, up: torch.Tensor, upscaler: Upscaler) -> Any:
     if not isinstance(norm, MetaTensor):
         return up
     factors = [up.shape[i] / norm.shape[i] for i in range(1, up.ndim)]
-    meta = {k: v for k, v in norm.meta.items() if k != "affine"}
-    affine = zoom_geometry(norm.affine, factors)
-    update_spacing(meta, affine, up.ndim - 1)
-    meta["spatial_shape"] = tuple(up.shape[1:])
-    meta[mk.DERIVATION] = f"medsr {__version__} {upscaler.name} x{upscaler.scale}"
-    return MetaTensor(up, affine=affine, meta=meta)
+    return resized_like(norm, up, factors, f"medsr {__version__} {upscaler.name} x{upscaler.scale}")
 
 
 INVERT_CHUNK = 1 << 22
