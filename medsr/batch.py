@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, InputError, MedsrError, OutputError
+from medsr.io import atomic_path, discover_inputs
 from medsr.privacy import one_line
 
 __all__ = [
@@ -81,7 +82,6 @@ def plan_outputs(items: list[Any], input_path: Path, output: Path | None, scale:
 
 def discover(input_path: Path, exclude: Path | None = None) -> list[Any]:
     """Images under ``input_path`` (``medsr.io.discover_inputs``), minus anything inside ``exclude`` (the output)."""
-    from medsr.io import discover_inputs
 
     if exclude is not None and Path(input_path).is_dir() and Path(input_path).resolve().is_relative_to(exclude.resolve()):
         raise OutputError(f"output {one_line(exclude)} is the input folder or contains it; choose another -o.")
@@ -319,7 +319,6 @@ def write_errors_csv(target: Path, failed: list[tuple[str, str]]) -> Path:
     Every field is made a printable line first (:func:`medsr.privacy.one_line`), so file names
     that are not valid UTF-8 or hold newlines cannot break the file.
     """
-    from medsr.io import atomic_path
 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,7 @@ def _fail(err: BaseException, verbose: bool = False) -> typer.Exit:
     """Print one line for an expected error and return the Exit to raise."""
     if verbose:
         traceback.print_exception(err)
-    from medsr.privacy import one_line
+    from medsr.privacy import one_line  # deferred: start-up
 
     code = err.exit_code if isinstance(err, MedsrError) else EXIT_INPUT
     typer.echo(f"medsr: error: {one_line(err)}", err=True)
@@ -173,7 +173,7 @@ def upscale(
         if slices is not None:
             if remote or tta:
                 raise UsageError("`--slices` works on local volumes, without --tta; fetch the series first.")
-            from medsr.slices import upscale_slices_command
+            from medsr.slices import upscale_slices_command  # deferred: start-up
 
             result = upscale_slices_command(
                 input, output, slices, scale, model, device=device, tile=tile, batch_size=batch_size,
@@ -189,9 +189,9 @@ def upscale(
         if not remote and not Path(input).exists():
             raise UsageError(f"input {input} does not exist; give an image file, a folder or a PACS URL.")
         _quick_start(model)
-        from medsr.inference import describe, load_upscaler, upscale_path
+        from medsr.inference import describe, load_upscaler, upscale_path  # deferred: start-up
 
-        from medsr.tta import with_tta
+        from medsr.tta import with_tta  # deferred: start-up
 
         upscaler = with_tta(load_upscaler(
             model, scale, device=device, tile=tile, batch_size=batch_size, precision=precision, trust_bundle=trust_bundle,
@@ -200,7 +200,7 @@ def upscale(
         if verbose:
             typer.echo(describe(upscaler), err=True)
         if remote:
-            from medsr.pacs import upscale_location
+            from medsr.pacs import upscale_location  # deferred: start-up
 
             result = upscale_location(
                 input, output, upscaler, overwrite=overwrite, resume=resume, progress=not no_progress and not quiet,
@@ -238,9 +238,9 @@ def degrade(
         if degradation not in ("modality", "bicubic"):
             raise UsageError(f"`--degradation` must be modality or bicubic, got {degradation!r}.")
         _quick_start("bicubic")  # no network: the lean imports of interpolation
-        from medsr.batch import discover, plan_outputs, run_batch
-        from medsr.evaluation.protocol import degrade_image
-        from medsr.io import load_image, save_image
+        from medsr.batch import discover, plan_outputs, run_batch  # deferred: start-up
+        from medsr.evaluation.protocol import degrade_image  # deferred: start-up
+        from medsr.io import load_image, save_image  # deferred: start-up
 
         items = discover(input, output)
         outputs = plan_outputs(items, input, output, scale, tag="lr")
@@ -292,7 +292,7 @@ def evaluate(
         if protocol not in ("inplane", "slices"):
             raise UsageError(f"`--protocol` must be inplane or slices, got {protocol!r}.")
         if protocol == "slices":
-            from medsr.slice_evaluation import run_slice_evaluation
+            from medsr.slice_evaluation import run_slice_evaluation  # deferred: start-up
 
             report = run_slice_evaluation(
                 data, output, factors=tuple(scales), models=tuple(names), seed=seed, device=device, show_ids=show_ids,
@@ -301,12 +301,12 @@ def evaluate(
             if not quiet:
                 typer.echo(f"report: {report}")
             raise typer.Exit(0)
-        from medsr.evaluation import run_evaluation
+        from medsr.evaluation import run_evaluation  # deferred: start-up
 
         factory = None
         if tta:
-            from medsr.inference import load_upscaler
-            from medsr.tta import with_tta
+            from medsr.inference import load_upscaler  # deferred: start-up
+            from medsr.tta import with_tta  # deferred: start-up
 
             def factory(name: str, s: int) -> Any:
                 return with_tta(load_upscaler(name, s, device=device, trust_bundle=trust_bundle, log=_bundle_log(quiet, trust_bundle)))
@@ -335,7 +335,7 @@ def report(
 ) -> None:
     """Rebuild report.html and report.pdf from saved evaluation results."""
     try:
-        from medsr.report import build_report
+        from medsr.report import build_report  # deferred: start-up
 
         html, pdf = build_report(results, show_ids=show_ids)
     except MedsrError as err:
@@ -351,7 +351,7 @@ def serve(
 ) -> None:
     """Run a DICOM node: receive studies (C-STORE), upscale each complete series, forward the derived series."""
     try:
-        from medsr.pacs.serve import serve as run_node
+        from medsr.pacs.serve import serve as run_node  # deferred: start-up
 
         run_node(config, show_ids=show_ids, verbose=verbose)
     except MedsrError as err:

@@ -173,7 +173,7 @@ class Redactor:
 
         Nothing is written with ``show_ids`` (names are shown anyway) or when no pseudonym was given.
         """
-        from medsr.io import atomic_path
+        from medsr.io import atomic_path  # deferred: one_line() serves light paths (CLI errors); medsr.io pulls in torch and MONAI
 
         if self.show_ids or not self._key:
             return None

@@ -32,16 +32,16 @@ import numpy as np
 import torch
 
 from medsr.errors import UsageError
-from medsr.io import atomic_path
+from medsr.io import atomic_path, load_image
+from medsr.networks.slice_refiner import SliceRefiner
 from medsr.slices import check_factor, degrade_slices, interpolate_slices, slice_axis, thick_length, thin_length
+from medsr.transforms import ModalityNormalize
 
 __all__ = ["load_training_volumes", "sample_batch", "train_slice_refiner", "adapt_to_scan", "main"]
 
 
 def load_training_volumes(paths: Sequence[str | Path]) -> list[tuple[torch.Tensor, int, str]]:
     """``(normalised (X, Y, Z) volume, slice axis, name)`` for each path (DICOM series folder or NIfTI)."""
-    from medsr.io import load_image
-    from medsr.transforms import ModalityNormalize
 
     out = []
     for p in paths:
@@ -132,7 +132,6 @@ def train_slice_refiner(
     ``out`` is given and loads with ``torch.load(weights_only=True)``. Returns a
     summary (iterations, seconds, last losses of network and of cubic, the network).
     """
-    from medsr.networks.slice_refiner import SliceRefiner
 
     factor = check_factor(factor, "factor")
     torch.manual_seed(seed)

@@ -43,9 +43,15 @@ import torch
 
 from medsr import __version__
 from medsr import meta as mk
+from medsr.batch import discover, plan_outputs, run_batch
 from medsr.errors import UsageError
 from medsr.geometry import update_spacing
+from medsr.inference import check_trusted, load_upscaler, load_weights, parse_bundle, resolve_bundle, resolve_device
+from medsr.inference.pipeline import normalise, to_physical, upscale_normalised
+from medsr.io import load_image, save_image
+from medsr.io._common import as_affine4
 from medsr.transforms.intensity import DEFAULT_CT_WINDOW
+from medsr.transforms.resample import KERNELS, _apply_axis
 from medsr.typing import PathLike
 
 __all__ = [
@@ -151,8 +157,6 @@ def _table(
 
 
 def _gather(x: torch.Tensor, axis: int, idx: np.ndarray, w: np.ndarray) -> torch.Tensor:
-    from medsr.transforms.resample import _apply_axis
-
     return _apply_axis(x, axis + 1, idx, w)
 
 
@@ -169,7 +173,6 @@ def interpolate_slices(
     Returns output slices ``[start, stop)`` of the :func:`thin_length` grid (default all):
     slice ``j`` at input coordinate ``j / factor``.
     """
-    from medsr.transforms.resample import KERNELS
 
     t = _float(x)
     n = int(t.shape[axis + 1])
@@ -326,7 +329,6 @@ def load_slice_upscaler(
     ``network_def``; its weights are ``models/model.pt`` (N = 2) and
     ``models/model_x4.pt`` (N = 4), loaded with ``weights_only=True``.
     """
-    from medsr.inference import check_trusted, load_weights, parse_bundle, resolve_bundle, resolve_device
 
     factor = check_factor(factor)
     text = str(model)
@@ -352,7 +354,6 @@ def load_slice_upscaler(
 
 def slice_geometry(affine: Any, axis: int, factor: int) -> np.ndarray:
     """Affine after :func:`interpolate_slices`: the slice axis column divided by ``factor``, origin unchanged."""
-    from medsr.io._common import as_affine4
 
     a = as_affine4(affine).copy()
     a[:3, axis] = a[:3, axis] / factor
@@ -379,7 +380,6 @@ def upscale_slices_image(
     """
     from monai.data import MetaTensor
 
-    from medsr.inference.pipeline import normalise, to_physical, upscale_normalised
 
     axis = slice_axis(img)
     if inplane is not None and axis != 2:
@@ -393,7 +393,7 @@ def upscale_slices_image(
     if adapt_seconds > 0:
         import dataclasses
 
-        from medsr.slice_training import adapt_to_scan
+        from medsr.slice_training import adapt_to_scan  # deferred: slice_training imports this module
 
         slicer = dataclasses.replace(slicer)  # the caller's network stays as loaded
         adapt_to_scan(slicer, norm, axis, adapt_seconds)
@@ -435,8 +435,6 @@ def upscale_slices_path(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from medsr.batch import discover, plan_outputs, run_batch
-    from medsr.io import load_image, save_image
 
     input = Path(input)
     out_path = Path(output) if output is not None else None
@@ -495,8 +493,6 @@ def upscale_slices_command(
     factor = check_factor(factor)
     inplane = None
     if scale is not None:
-        from medsr.inference import load_upscaler
-
         if scale not in (2, 4):
             raise UsageError(f"`--scale` must be 2 or 4, got {scale}.")
         inplane = load_upscaler("bicubic", scale, device=device, tile=tile, batch_size=batch_size, precision=precision)

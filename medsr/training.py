@@ -25,6 +25,7 @@ from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
 
 from medsr.errors import UsageError
 from medsr.inference.bundles import load_weights, unwrap_checkpoint
+from medsr.io import atomic_path
 
 __all__ = [
     "SRTrainer",
@@ -228,7 +229,6 @@ def export_weights(checkpoint: str | os.PathLike | None, target: str | os.PathLi
 
     ``None`` or a missing file (no checkpoint written yet) exports nothing and returns ``None``.
     """
-    from medsr.io import atomic_path
 
     if not checkpoint or not os.path.isfile(checkpoint):
         return None
@@ -381,7 +381,6 @@ def publish_weights(network: torch.nn.Module, source: str | os.PathLike, target:
     """
     import logging
 
-    from medsr.io import atomic_path
 
     source, target = Path(source), Path(target)
     if not source.is_file():

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from medsr.inference import INTERPOLATIONS
+
 __all__ = ["DIHEDRAL", "dihedral", "undo_dihedral", "TTAUpscaler", "with_tta"]
 
 DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((k, flip) for k in range(4) for flip in (False, True))
@@ -78,7 +80,6 @@ class TTAUpscaler:
 
 def with_tta(upscaler: Any, enabled: bool = True) -> Any:
     """``TTAUpscaler(upscaler)`` for networks when ``enabled``; interpolation (already symmetric) is returned as is."""
-    from medsr.inference import INTERPOLATIONS
 
     if not enabled or getattr(upscaler, "name", None) in INTERPOLATIONS:
         return upscaler

@@ -79,7 +79,7 @@ def check_destination(loc: Location) -> None:
 
 def derived_series(out_root: Path) -> list[list[Path]]:
     """The derived series under ``out_root``: the DICOM files of each folder (a single-file output is its own series)."""
-    from medsr.io._common import has_dicom_magic
+    from medsr.io._common import has_dicom_magic  # deferred: is_remote() runs at CLI start-up; medsr.io pulls in torch and MONAI
 
     groups: dict[Path, list[Path]] = {}
     for f in sorted(p for p in out_root.rglob("*") if p.is_file() and p.name != "errors.csv" and not p.name.startswith(".")):
@@ -108,7 +108,7 @@ def upscale_location(
     :func:`~medsr.pacs.locations.series_label`, never by UID.
     """
     if run is None:
-        from medsr.inference import upscale_path as run
+        from medsr.inference import upscale_path as run  # deferred: as above
     tell = log or _say
     src = parse_location(input) if is_remote(input) else None
     dst = parse_location(output) if output is not None and is_remote(output) else None

@@ -292,7 +292,7 @@ class Node:
         return done
 
     def _process(self, job: Path) -> None:
-        from medsr.inference import upscale_path
+        from medsr.inference import upscale_path  # deferred: `medsr serve --help` and the listener start without torch and MONAI
 
         from .remote import derived_series, push_files
 
@@ -339,7 +339,7 @@ class Node:
 
 def serve(config_path: Path, *, show_ids: bool = False, verbose: bool = False) -> None:
     """Load the configuration and the model once, then run the node until SIGINT/SIGTERM."""
-    from medsr.inference import describe, load_upscaler
+    from medsr.inference import describe, load_upscaler  # deferred: as above
 
     cfg = load_config(config_path)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s medsr serve: %(message)s")

@@ -22,6 +22,7 @@ import numpy as np
 
 from medsr import meta as mk
 from medsr.errors import UsageError
+from medsr.io._common import quiet_pydicom
 
 __all__ = ["CT_PRESETS", "DISPLAY_WINDOWS", "PERCENTILE_WINDOW", "display_window", "window_text", "check_window"]
 
@@ -68,7 +69,6 @@ def _voi_window(meta: dict[str, Any]) -> tuple[float, float, str] | None:
     try:
         from pydicom.dataset import Dataset
 
-        from medsr.io._common import quiet_pydicom
 
         with quiet_pydicom():
             ds = Dataset.from_json(text)
