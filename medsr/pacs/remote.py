@@ -78,11 +78,16 @@ def check_destination(loc: Location) -> None:
 
 
 def derived_series(out_root: Path) -> list[list[Path]]:
-    """The derived series under ``out_root``: the DICOM files of each folder (a single-file output is its own series)."""
-    from medsr.io._common import has_dicom_magic  # deferred: is_remote() runs at CLI start-up; medsr.io pulls in torch and MONAI
+    """The derived series under ``out_root``: the DICOM files of each folder (a single-file output is its own series).
 
+    medsr's own side files (``errors.csv``, a series' ``medsr_sources.csv``) stay local; any other file must be DICOM.
+    """
+    from medsr.io._common import has_dicom_magic  # deferred: is_remote() runs at CLI start-up; medsr.io pulls in torch and MONAI
+    from medsr.io.dicom import SOURCES_CSV  # deferred: as above
+
+    side_files = {"errors.csv", SOURCES_CSV}
     groups: dict[Path, list[Path]] = {}
-    for f in sorted(p for p in out_root.rglob("*") if p.is_file() and p.name != "errors.csv" and not p.name.startswith(".")):
+    for f in sorted(p for p in out_root.rglob("*") if p.is_file() and p.name not in side_files and not p.name.startswith(".")):
         if not has_dicom_magic(f):
             raise OutputError(f"{f.name} is not DICOM; only DICOM images can be stored to a PACS (the input must be DICOM).")
         groups.setdefault(f.parent if f.parent != out_root else f, []).append(f)
