@@ -4,7 +4,8 @@ Runs ``medsr upscale`` (``bicubic`` and ``edsr_m``, x2) and ``medsr degrade`` (x
 with the given checkout's Python over every image in ``sample_data/`` (or the inputs
 named), then writes one JSON: per command, its exit code and, per output file, a SHA-256
 of its pixels and its header minus what is new on every run (DICOM elements of VR UI, DA,
-TM and DT, at every nesting level; UIDs and dates in text files). Two checkouts wrote the
+TM and DT, at every nesting level, and the file meta group length, which counts the UIDs'
+bytes; UIDs and dates in text files). Two checkouts wrote the
 same outputs when their JSON files are equal; ``--compare`` says where they differ.
 
 Example::
@@ -96,6 +97,7 @@ def _dicom_header(ds: pydicom.Dataset) -> dict[str, Any]:
     strip(ds)
     meta = ds.file_meta if hasattr(ds, "file_meta") else pydicom.Dataset()
     strip(meta)
+    meta.pop(0x00020000, None)  # File Meta Information Group Length: counts the bytes of the new UIDs
     return _plain({"file_meta": meta.to_json_dict(), "dataset": ds.to_json_dict()})
 
 
