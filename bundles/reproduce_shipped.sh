@@ -18,6 +18,11 @@ $T edsr_m 2 10 --pretrained "$here/edsr_m/models/model.pt" "${FT[@]}"
 $T edsr_m 4 8 --epoch_length 60 --patch_size 128 --pretrained "$here/edsr_m/models/model_x4.pt" "${FT[@]}"
 $T edsr_m 2 30 --pretrained "$here/edsr_m/models/model.pt" "${FT[@]}"
 $T edsr_m 4 15 --epoch_length 60 --patch_size 128 --pretrained "$here/edsr_m/models/model_x4.pt" "${FT[@]}"
+# x2, issue 11: 16 more epochs x 50 of the classic protocol, uniform patch sampling, flat patches skipped,
+# Siemens CT and the Kermany test images left out of training (they are validation sets); 800 iterations,
+# about 50 min wall on 2 cores shared with other jobs (runs/ft_x2 of the issue-11 study)
+$T edsr_m 2 16 --epoch_length 50 --pretrained "$here/edsr_m/models/model.pt" "${FT[@]}" --edge_weighted False \
+    --min_std 0.02 --num_workers 0 --dataset_exclude "['*kermany_test224*','ct/*siemens*']"
 
 $T attention_residual 2 15 --epoch_length 60
 $T attention_residual 4 8 --epoch_length 60 --patch_size 128
