@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from medsr.data.datalist import CLASS_ALL, class_name, entry_class, read_datalist
-from medsr.errors import InputError, UsageError
+from medsr.errors import InputError
 from medsr.io import discover_inputs
-from medsr.typing import MODALITIES, PathLike
+from medsr.typing import PathLike
+from medsr.validation import check_modality_or_auto
 
-__all__ = ["CLASS_ALL", "Case", "check_modality", "collect_cases", "inputs_inside"]
+__all__ = ["CLASS_ALL", "Case", "collect_cases", "inputs_inside"]
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,6 @@ def _load_source(item: Any) -> Any:
     return list(item.files) if getattr(item, "kind", "file") == "series" else item.path
 
 
-def check_modality(value: str | None, where: str) -> str | None:
-    """``None`` for ``auto`` (or nothing), else the modality in lower case; ``where`` names the argument in the error."""
-    if value in (None, "", "auto"):
-        return None
-    text = str(value).strip().lower()
-    if text not in MODALITIES:
-        raise UsageError(f"{where}: modality must be auto, {', '.join(MODALITIES)}; got {value!r}.")
-    return text
-
-
 def _is_dir(path: Path) -> bool:
     try:
         return path.is_dir()
@@ -80,7 +71,7 @@ def collect_cases(data: PathLike, *, modality: str = "auto", exclude: PathLike |
     root = Path(data).expanduser()
     if not root.exists():
         raise InputError(f"`data` {root} does not exist.")
-    default_mod = check_modality(modality, "`modality`")
+    default_mod = check_modality_or_auto(modality, "`modality`")
     if root.is_file() and root.suffix.lower() in (".json", ".csv"):
         cases = _datalist_cases(root, default_mod)
     else:
@@ -104,7 +95,7 @@ def _datalist_cases(datalist: Path, default_mod: str | None) -> list[Case]:
                 items = []
             if len(items) == 1:  # otherwise reading the folder fails with its own message, in errors.csv
                 source = _load_source(items[0])
-        mod = check_modality(entry.get("modality"), f"datalist row {i + 1}") or default_mod
+        mod = check_modality_or_auto(entry.get("modality"), f"datalist row {i + 1}") or default_mod
         cases.append(Case(source, path, entry_class(entry), mod, str(image), origin=f"datalist row {i + 1}"))
     return cases
 

@@ -38,13 +38,12 @@ from typing import Any
 from medsr import __version__
 from medsr import meta as mk
 from medsr.batch import check_output_folder, output_lock, progress_bar, write_errors_csv
-from medsr.errors import InputError, MedsrError, OutputError, UsageError
-from medsr.evaluation.cases import Case, check_modality, collect_cases, inputs_inside
+from medsr.errors import InputError, MedsrError, OutputError
+from medsr.evaluation.cases import Case, collect_cases, inputs_inside
 from medsr.evaluation.panels import file_stem, render_panels
 from medsr.evaluation.protocol import Prepared, like_hr, prepare, redegrade, upscale
 from medsr.evaluation.stats import (
     BOOTSTRAP_METHOD,
-    DEGRADATIONS,
     HIGHER_IS_BETTER,
     METRIC_COLUMNS,
     REFERENCE,
@@ -63,7 +62,8 @@ from medsr.privacy import KEY_FILE, Redactor, one_line
 from medsr.report import build_report
 from medsr.report.windows import check_window
 from medsr.transforms import InvertModalityNormalize
-from medsr.typing import SCALES, PathLike
+from medsr.typing import PathLike
+from medsr.validation import check_degradation, check_modality_or_auto, check_scales
 
 __all__ = ["CASES_MARKER", "RASTER_FORMATS", "run_evaluation"]
 
@@ -190,12 +190,9 @@ def run_evaluation(
     Returns:
         ``outdir/report.html`` when ``report`` is true, else ``outdir/summary.json``.
     """
-    scales = tuple(dict.fromkeys(int(s) for s in scales))
-    if not scales or any(s not in SCALES for s in scales):
-        raise UsageError(f"`scales` must be taken from {SCALES}, got {tuple(scales)}.")
-    if degradation not in DEGRADATIONS:
-        raise UsageError(f"`degradation` must be one of {', '.join(DEGRADATIONS)}, got {degradation!r}.")
-    check_modality(modality, "`modality`")
+    scales = check_scales(scales)
+    check_degradation(degradation)
+    check_modality_or_auto(modality, "`modality`")
     check_window(window)
     out = Path(outdir).expanduser()
     data_path = Path(data).expanduser()

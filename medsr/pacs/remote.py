@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from medsr.errors import InputError, OutputError, UsageError
+from medsr.errors import OutputError, UsageError
 
 from .locations import DicomWebLocation, Location, is_remote, parse_location, series_label
 

@@ -434,7 +434,7 @@ def _case_block(sel: dict[str, Any], panel: dict[str, Any], rows: list[dict[str,
         (f"Low-resolution input (1/{scale})", img("lr")),
         (f"Bicubic – {_f(score.get('bicubic'), 2)} dB", img("bicubic")),
     ]
-    bottom = [(f"Error of bicubic", img("diff_bicubic"), 4)]
+    bottom = [("Error of bicubic", img("diff_bicubic"), 4)]
     if model != "bicubic":
         top.append((f"{model} – {_f(score.get(model), 2)} dB", img(model)))
         bottom.append((f"Error of {model}", img(f"diff_{model}"), 5))
