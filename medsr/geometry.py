@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
 
 from medsr import meta as mk
 from medsr.errors import UsageError
@@ -93,8 +94,6 @@ def resized_like(like: Any, data: torch.Tensor, factors: Sequence[float], deriva
     ``spatial_shape`` is ``data``'s and ``meta["derivation"]`` is ``derivation``: the one place
     where medsr's upscaling and its degradation command give an image its new geometry.
     """
-    from monai.data import MetaTensor  # deferred: keeps this leaf module free of MONAI for the readers' checks
-
     meta = {k: v for k, v in like.meta.items() if k != "affine"}
     affine = zoom_geometry(like.affine, factors)
     update_spacing(meta, affine, data.ndim - 1)
