@@ -174,11 +174,12 @@ def load_model(model: str, scale: int, folder: Path = WEIGHTS) -> torch.nn.Modul
 
 def train_one(
     model: str, scale: int, sets: dict[str, list[Path]], val: list[Path], out: Path, iterations: int,
-    seed: int, log: Callable[[str], None],
+    seed: int, log: Callable[[str], None], resume: bool = False,
 ) -> dict:
     """Train one model with :class:`medsr.training.SRTrainer`; write its weights and curve into ``out``."""
     from ignite.engine import Events
     from monai.data import DataLoader, Dataset
+    from monai.handlers import from_engine
     from monai.transforms import Compose, RandFlipd, RandRotate90d
 
     from medsr.training import SRTrainer, seed_everything
@@ -196,7 +197,7 @@ def train_one(
     ds = Dataset(data, transform=aug if r["augment"] else None)
     loader = DataLoader(ds, batch_size=r["batch"], shuffle=True, drop_last=True, num_workers=0)
     net = r["net"](scale)
-    init = r.get("init", {}).get(scale)
+    init = weights_path(model, scale, out).stem if resume else r.get("init", {}).get(scale)
     if init:
         src = ROOT / "bundles" / model / "models" / init[7:] if init.startswith("bundle:") else out / f"{init}.pt"
         if not src.is_file():
@@ -206,6 +207,8 @@ def train_one(
     base_lr = r["lr"][scale] if isinstance(r["lr"], dict) else r["lr"]
     opt = torch.optim.Adam(net.parameters(), lr=base_lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iterations, eta_min=base_lr * 0.01)
+    if not len(loader):
+        raise SystemExit(f"error: {len(data)} training patches for {model} x{scale}, fewer than a batch of {r['batch']}.")
     epochs = math.ceil(iterations / len(loader))
     trainer = SRTrainer(
         "cpu", epochs, loader, net, opt, PixelLoss(r["loss"]), epoch_length=len(loader),
@@ -220,7 +223,7 @@ def train_one(
     @trainer.on(Events.ITERATION_COMPLETED)
     def _step(engine) -> None:
         sched.step()
-        losses.append(float(engine.state.output["loss"]))
+        losses.append(float(from_engine(["loss"], first=True)(engine.state.output)))
         it = engine.state.iteration
         if it % every == 0 or it == iterations:
             p, _ = score(net.eval(), val, scale)
@@ -277,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--scales", default="2,4", help="comma-separated scales (2, 4)")
     ap.add_argument("--iterations", type=int, default=None, help="override every recipe's iteration count")
     ap.add_argument("--weights", type=Path, default=WEIGHTS, help=f"weights folder (default {WEIGHTS})")
+    ap.add_argument("--continue", dest="resume", action="store_true",
+                    help="train further from the weights already in --weights (the stages are kept in the JSON)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default torch's)")
     args = ap.parse_args(argv)
@@ -324,9 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in scales:
             n_it = args.iterations or RECIPES[model]["iterations"][s]
             log(f"training {model} x{s} for {n_it} iterations")
-            result = train_one(model, s, train_sets, val, args.weights, n_it, args.seed, log)
+            record = args.weights / f"{model}_x{s}_training.json"
+            previous = json.loads(record.read_text()) if args.resume else None
+            result = train_one(model, s, train_sets, val, args.weights, n_it, args.seed, log, resume=args.resume)
             result["machine"] = cpu_info()
-            with atomic_path(args.weights / f"{model}_x{s}_training.json") as tmp:
+            if previous is not None:  # earlier stages first, this one last
+                result["previous_stages"] = [*previous.pop("previous_stages", []), previous]
+            with atomic_path(record) as tmp:
                 tmp.write_text(json.dumps(result, indent=1))
     return 0
 

@@ -57,3 +57,25 @@ def test_bad_arguments_exit_cleanly(script, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as err:
         script.main(["--eval-only", "--models", "vdsr", "--set5", str(tmp_path)])
     assert err.value.code == 2
+
+
+def test_train_then_continue(script, tmp_path: Path) -> None:
+    """A few iterations through medsr's trainer write weights and a curve; --continue starts from them."""
+    rng = np.random.default_rng(1)
+    for name in ("t91", "bsd200", "bsd100"):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (136, 136, 3), dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    weights = tmp_path / "weights"
+    common = ["--train", "--models", "srcnn", "--scales", "2", "--iterations", "2", "--threads", "1",
+              "--weights", str(weights), *(f"--{n}={tmp_path / n}" for n in ("t91", "bsd200", "bsd100"))]
+    assert script.main(common) == 0
+    first = json.loads((weights / "srcnn_x2_training.json").read_text())
+    assert first["iterations"] == 2 and first["init"] is None and first["curve"][-1]["iteration"] == 2
+    trained = torch.load(weights / "srcnn_x2.pt", weights_only=True)
+
+    assert script.main([*common, "--continue"]) == 0
+    second = json.loads((weights / "srcnn_x2_training.json").read_text())
+    assert second["init"] == "srcnn_x2" and second["previous_stages"] == [first]
+    assert second["curve"][0]["val_psnr_y"] == first["curve"][-1]["val_psnr_y"]  # started where the first ended
+    assert any(not torch.equal(v, trained[k]) for k, v in torch.load(weights / "srcnn_x2.pt", weights_only=True).items())
