@@ -109,30 +109,34 @@ InputArg = typer.Argument(..., exists=True, readable=True, help="An image file (
 
 _LEAN_BLOCK = ("ignite", "matplotlib", "scipy.signal", "skimage")
 """Modules ``import monai`` pulls in (each guarded by MONAI: ImportError -> a placeholder) that no
-network-free command uses."""
+in-plane ``upscale`` with interpolation or a shipped bundle, nor ``degrade``, uses."""
 
 
 def _quick_start(model: str) -> None:
-    """Cold-start shortcuts for ``upscale`` (measured on 2 cores: 4.5 s -> 2.9 s for bicubic on a CT slice).
+    """Cold-start shortcuts for ``upscale`` and ``degrade`` (docs/performance.md, start-up).
 
     - At exit, freeze the garbage collector: the interpreter then tears down
       torch's and MONAI's ~10^6 objects without collecting them (0.9 s).
-    - For interpolation, which uses none of MONAI's ignite-based engines, keep
-      ``import monai`` from importing ignite (0.7 s; MONAI substitutes its own
-      placeholders), nor the optional modules that only MONAI features medsr does
-      not call here import (:data:`_LEAN_BLOCK`: matplotlib for notebook plots,
-      scipy.signal for ultrasound maps, scikit-image for morphology transforms;
-      together ~40 % of ``import monai``, see docs/performance.md). Only before
-      MONAI is first imported; they import normally again afterwards.
+    - For interpolation and the shipped bundles (whose ``network_def`` is all that
+      is built), keep ``import monai`` from importing ignite (MONAI's engines and
+      handlers; MONAI substitutes its own placeholders) and the optional modules
+      that only MONAI features medsr does not call here import (:data:`_LEAN_BLOCK`:
+      matplotlib for notebook plots, scipy.signal for ultrasound maps,
+      scikit-image for morphology transforms; together ~40 % of ``import monai``).
+      A third-party bundle's config may use them, so it gets the full import. Only
+      before MONAI is first imported; they import normally again afterwards.
     """
     import atexit
     import gc
     import sys
 
+    from medsr.shipped import shipped_bundles
+
     if not getattr(_quick_start, "registered", False):
         atexit.register(gc.freeze)
         _quick_start.registered = True  # type: ignore[attr-defined]
-    if model in ("bicubic", "lanczos") and "monai" not in sys.modules:
+    lean = model in ("bicubic", "lanczos") or model in shipped_bundles()
+    if lean and "monai" not in sys.modules:
         blocked = [m for m in _LEAN_BLOCK if m not in sys.modules]
         for m in blocked:
             sys.modules[m] = None  # type: ignore[assignment]

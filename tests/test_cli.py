@@ -29,6 +29,7 @@ from medsr.io import load_image
 
 MEDSR = Path(sys.executable).parent / "medsr"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args: str | os.PathLike):
@@ -79,6 +80,21 @@ def test_console_script_version_and_help_are_fast_and_import_no_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
     assert proc.stdout.strip().endswith("NO-TORCH 0"), proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("model, lean", [("edsr_m", True), ("bundle_copy", False)])
+def test_upscale_imports_no_ignite_for_shipped_bundles(sample: Path, tmp_path: Path, model: str, lean: bool) -> None:
+    """A shipped bundle's in-plane path skips MONAI's optional imports (start-up); a third-party bundle keeps them."""
+    if model == "bundle_copy":
+        model = str(shutil.copytree(ROOT / "bundles" / "edsr_m", tmp_path / "bundle_copy"))
+    code = (
+        "import sys\nfrom medsr.cli import run\n"
+        f"try:\n    run(['upscale', {str(sample / 'mr_small.dcm')!r}, '-o', {str(tmp_path / 'out')!r}, '-m', {model!r},"
+        " '--trust-bundle', '-q', '--no-progress'])\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('IGNITE' if sys.modules.get('ignite') else 'NO-IGNITE', code)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.stdout.strip().endswith(("NO-IGNITE 0" if lean else "IGNITE 0")), proc.stdout + proc.stderr
 
 
 # --------------------------------------------------------------------------- upscale: formats and names

@@ -10,10 +10,8 @@ model name (interpolation, shipped bundle, bundle path) into an upscaler.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from medsr.inference.upscalers import (
     Upscaler,
 )
 from medsr.privacy import one_line
+from medsr.shipped import shipped_bundles, shipped_root
 from medsr.typing import PathLike
 from medsr.validation import check_precision, check_scale
 
@@ -60,22 +59,6 @@ class BundleInfo:
 
     def weights(self, scale: int) -> Path:
         return self.root / "models" / ("model.pt" if scale == 2 else f"model_x{scale}.pt")
-
-
-def shipped_root() -> Path:
-    """Where shipped bundles live: ``MEDSR_BUNDLE_DIR``, else the ``medsr.bundles`` package data."""
-    env = os.environ.get("MEDSR_BUNDLE_DIR")
-    if env:
-        return Path(env)
-    return Path(str(resources.files("medsr.bundles")))
-
-
-def shipped_bundles() -> list[str]:
-    """Names of the bundles that ship with medsr (found wherever medsr is installed)."""
-    root = shipped_root()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "configs" / "inference.json").is_file())
 
 
 def resolve_bundle(model: PathLike) -> BundleInfo:
