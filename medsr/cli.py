@@ -107,7 +107,7 @@ TTA_HELP = "Test-time self-ensemble: average the network over the 8 flips/rotati
 InputArg = typer.Argument(..., exists=True, readable=True, help="An image file (DICOM, NIfTI, PNG, TIFF, JPEG), a DICOM series folder or a folder of images.")
 
 
-_LEAN_BLOCK = ("ignite", "matplotlib", "scipy.signal", "skimage")
+_LEAN_BLOCK = ("ignite", "matplotlib", "mlflow", "pandas", "scipy.signal", "skimage", "sklearn")
 """Modules ``import monai`` pulls in (each guarded by MONAI: ImportError -> a placeholder) that no
 in-plane ``upscale`` with interpolation or a shipped bundle, nor ``degrade``, uses."""
 
@@ -121,8 +121,10 @@ def _quick_start(model: str) -> None:
       is built), keep ``import monai`` from importing ignite (MONAI's engines and
       handlers; MONAI substitutes its own placeholders) and the optional modules
       that only MONAI features medsr does not call here import (:data:`_LEAN_BLOCK`:
-      matplotlib for notebook plots, scipy.signal for ultrasound maps,
-      scikit-image for morphology transforms; together ~40 % of ``import monai``).
+      matplotlib for notebook plots, mlflow and pandas for tracking and profiling
+      reports, scikit-learn for an embedding metric, scipy.signal for ultrasound
+      maps, scikit-image for morphology transforms; measured under load, they
+      were about half of ``import monai``).
       A third-party bundle's config may use them, so it gets the full import. Only
       before MONAI is first imported; they import normally again afterwards.
     """
