@@ -13,6 +13,8 @@ PIP    := $(PY) -m pip
 MEDSR  := $(VENV)/bin/medsr
 TORCH_SPEC ?= torch==2.13.0
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# pytest-xdist workers: most of the suite's time is single-threaded subprocesses (MONAI start-up, I/O)
+WORKERS ?= 2
 DEMO   ?= demo_out
 
 .PHONY: help install system-deps test test-fast demo benchmark clean
@@ -43,10 +45,10 @@ system-deps:
 	fi
 
 test: install system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(WORKERS)
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(WORKERS) -m "not slow"
 
 demo: install
 	$(MEDSR) --version
