@@ -107,7 +107,7 @@ TTA_HELP = "Test-time self-ensemble: average the network over the 8 flips/rotati
 InputArg = typer.Argument(..., exists=True, readable=True, help="An image file (DICOM, NIfTI, PNG, TIFF, JPEG), a DICOM series folder or a folder of images.")
 
 
-_LEAN_BLOCK = ("ignite", "matplotlib", "mlflow", "pandas", "scipy.signal", "skimage", "sklearn")
+_LEAN_BLOCK = ("ignite", "matplotlib", "mlflow", "pandas", "scipy.ndimage", "scipy.signal", "scipy.sparse", "skimage", "sklearn")
 """Modules ``import monai`` pulls in (each guarded by MONAI: ImportError -> a placeholder) that no
 in-plane ``upscale`` with interpolation or a shipped bundle, nor ``degrade``, uses."""
 
