@@ -14,35 +14,30 @@ statistics against bicubic (DESIGN.md "Evaluation protocol"); see
 
 from __future__ import annotations
 
-from medsr.evaluation.cases import CLASS_ALL, Case, collect_cases
-from medsr.evaluation.protocol import degrade_image
-from medsr.evaluation.run import CASES_MARKER, run_evaluation
-from medsr.evaluation.stats import (
-    BOOTSTRAP_METHOD,
-    DEGRADATIONS,
-    HIGHER_IS_BETTER,
-    METRIC_COLUMNS,
-    STAT_METRICS,
-    bootstrap_ci,
-    paired_wilcoxon,
-    select_cases,
-    summarize,
-)
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "CLASS_ALL",
-    "CASES_MARKER",
-    "DEGRADATIONS",
-    "METRIC_COLUMNS",
-    "STAT_METRICS",
-    "HIGHER_IS_BETTER",
-    "Case",
-    "collect_cases",
-    "degrade_image",
-    "BOOTSTRAP_METHOD",
-    "bootstrap_ci",
-    "paired_wilcoxon",
-    "summarize",
-    "select_cases",
-    "run_evaluation",
-]
+# name -> sub-module; loaded on first use, so `medsr degrade` (protocol only) does not import
+# SciPy's statistics nor matplotlib (docs/performance.md, start-up)
+_EXPORTS = {
+    "CLASS_ALL": "cases", "Case": "cases", "collect_cases": "cases",
+    "degrade_image": "protocol",
+    "CASES_MARKER": "run", "run_evaluation": "run",
+    "BOOTSTRAP_METHOD": "stats", "DEGRADATIONS": "stats", "HIGHER_IS_BETTER": "stats", "METRIC_COLUMNS": "stats",
+    "STAT_METRICS": "stats", "bootstrap_ci": "stats", "paired_wilcoxon": "stats", "select_cases": "stats",
+    "summarize": "stats",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
