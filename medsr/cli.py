@@ -118,15 +118,12 @@ def _quick_start(model: str) -> None:
     - At exit, freeze the garbage collector: the interpreter then tears down
       torch's and MONAI's ~10^6 objects without collecting them (0.9 s).
     - For interpolation and the shipped bundles (whose ``network_def`` is all that
-      is built), keep ``import monai`` from importing ignite (MONAI's engines and
-      handlers; MONAI substitutes its own placeholders) and the optional modules
-      that only MONAI features medsr does not call here import (:data:`_LEAN_BLOCK`:
-      matplotlib for notebook plots, mlflow and pandas for tracking and profiling
-      reports, scikit-learn for an embedding metric, scipy.signal for ultrasound
-      maps, scikit-image for morphology transforms; measured under load, they
-      were about half of ``import monai``).
-      A third-party bundle's config may use them, so it gets the full import. Only
-      before MONAI is first imported; they import normally again afterwards.
+      is built), keep ``import monai`` from importing the optional modules that only
+      MONAI features medsr does not call here use (:data:`_LEAN_BLOCK`: ignite for
+      engines and handlers, matplotlib, mlflow, pandas, scikit-learn, parts of SciPy,
+      scikit-image; MONAI substitutes its own placeholders). A third-party bundle's
+      config may use them, so it gets the full import. Only before MONAI is first
+      imported; they import normally again afterwards.
     """
     import atexit
     import gc

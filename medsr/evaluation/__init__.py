@@ -15,7 +15,23 @@ statistics against bicubic (DESIGN.md "Evaluation protocol"); see
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the names below resolve to, for type checkers and IDEs
+    from medsr.evaluation.cases import CLASS_ALL, Case, collect_cases
+    from medsr.evaluation.protocol import degrade_image
+    from medsr.evaluation.run import CASES_MARKER, run_evaluation
+    from medsr.evaluation.stats import (
+        BOOTSTRAP_METHOD,
+        DEGRADATIONS,
+        HIGHER_IS_BETTER,
+        METRIC_COLUMNS,
+        STAT_METRICS,
+        bootstrap_ci,
+        paired_wilcoxon,
+        select_cases,
+        summarize,
+    )
 
 # name -> sub-module; loaded on first use, so `medsr degrade` (protocol only) does not import
 # SciPy's statistics nor matplotlib (docs/performance.md, start-up)
