@@ -147,7 +147,8 @@ def test_forward_with_stowrs_and_show_ids(orthanc, ports, tmp_path):
         files = make_series(tmp_path / "src", n=2)
         assert _send(ports["node"], files)[0] == [0, 0]
         ds = pydicom.dcmread(str(files[0]))
-        _wait(lambda: len(orthanc.series_of_study(str(ds.StudyInstanceUID))) == 1, "the derived series (STOW-RS)", 60)
+        _wait(lambda: [len(x["Instances"]) for x in orthanc.series_of_study(str(ds.StudyInstanceUID))] == [2],
+              "the derived series with both instances (STOW-RS)", 60)
     finally:
         node.stop()
     (derived,) = orthanc.series_of_study(str(ds.StudyInstanceUID))  # only the derived series: the source never went to Orthanc
@@ -178,6 +179,14 @@ def test_serve_round_trip_survives_a_kill(orthanc, ports, tmp_path):
         starts.append(1)
         return proc
 
+    def derived_series(study_uid: str, files: list) -> list[dict]:
+        source = str(pydicom.dcmread(str(files[0])).SeriesInstanceUID)
+        return [x for x in orthanc.series_of_study(study_uid) if x["MainDicomTags"]["SeriesInstanceUID"] != source]
+
+    def forwarded(k: int) -> bool:  # the derived series is in Orthanc with all its instances (they arrive one by one)
+        study_uid, _, files = studies[k]
+        return any(len(x["Instances"]) == len(files) for x in derived_series(study_uid, files))
+
     starts: list[int] = []
     studies = []
     for k in range(2):
@@ -188,7 +197,7 @@ def test_serve_round_trip_survives_a_kill(orthanc, ports, tmp_path):
     proc = start()
     try:
         orthanc.post("/modalities/node/store", {"Resources": [studies[0][1]], "Synchronous": True})
-        _wait(lambda: len(orthanc.series_of_study(studies[0][0])) == 2, "the first derived series")
+        _wait(lambda: forwarded(0), "the first derived series")
         # the second study: received (acknowledged) and then the node is killed before its quiet period ends
         orthanc.post("/modalities/node/store", {"Resources": [studies[1][1]], "Synchronous": True})
         proc.send_signal(signal.SIGKILL)
@@ -196,12 +205,12 @@ def test_serve_round_trip_survives_a_kill(orthanc, ports, tmp_path):
         assert len(list((tmp_path / "node" / "incoming").rglob("*.dcm"))) == 3  # every acknowledged instance is on disk
         assert len(orthanc.series_of_study(studies[1][0])) == 1
         proc = start()
-        _wait(lambda: len(orthanc.series_of_study(studies[1][0])) == 2, "the second derived series after the restart")
+        _wait(lambda: forwarded(1), "the second derived series after the restart")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     for study_uid, _, files in studies:
-        derived = [s for s in orthanc.series_of_study(study_uid) if s["MainDicomTags"]["SeriesInstanceUID"] != str(pydicom.dcmread(str(files[0])).SeriesInstanceUID)]
+        derived = derived_series(study_uid, files)
         assert len(derived) == 1 and len(derived[0]["Instances"]) == len(files)  # one derived instance per input
         ds = orthanc.instance_datasets(derived[0])[0]
         assert (ds.Rows, ds.Columns) == (256, 256) and "DERIVED" in ds.ImageType
