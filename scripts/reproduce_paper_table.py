@@ -330,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_it = args.iterations or RECIPES[model]["iterations"][s]
             log(f"training {model} x{s} for {n_it} iterations")
             record = args.weights / f"{model}_x{s}_training.json"
+            if args.resume and not record.is_file():
+                raise SystemExit(f"error: --continue needs an earlier run of {model} x{s} in {args.weights}; train it first.")
             previous = json.loads(record.read_text()) if args.resume else None
             result = train_one(model, s, train_sets, val, args.weights, n_it, args.seed, log, resume=args.resume)
             result["machine"] = cpu_info()

@@ -69,6 +69,8 @@ def test_train_then_continue(script, tmp_path: Path) -> None:
     weights = tmp_path / "weights"
     common = ["--train", "--models", "srcnn", "--scales", "2", "--iterations", "2", "--threads", "1",
               "--weights", str(weights), *(f"--{n}={tmp_path / n}" for n in ("t91", "bsd200", "bsd100"))]
+    with pytest.raises(SystemExit, match="needs an earlier run"):
+        script.main([*common, "--continue"])
     assert script.main(common) == 0
     first = json.loads((weights / "srcnn_x2_training.json").read_text())
     assert first["iterations"] == 2 and first["init"] is None and first["curve"][-1]["iteration"] == 2
