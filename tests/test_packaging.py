@@ -13,3 +13,10 @@ def test_every_subpackage_is_listed_in_pyproject():
     }
     assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
     assert listed - found == {"medsr.bundles"}
+
+
+def test_lazy_evaluation_exports_resolve():
+    """medsr.evaluation loads its sub-modules on first use: every exported name must still resolve."""
+    import medsr.evaluation as evaluation
+
+    assert all(getattr(evaluation, name) is not None for name in evaluation.__all__)
