@@ -108,39 +108,36 @@ InputArg = typer.Argument(..., exists=True, readable=True, help="An image file (
 
 
 _LEAN_BLOCK = ("ignite", "matplotlib", "mlflow", "pandas", "scipy.ndimage", "scipy.signal", "scipy.sparse", "skimage", "sklearn")
-"""Modules ``import monai`` pulls in (each guarded by MONAI: ImportError -> a placeholder) that no
-in-plane ``upscale`` with interpolation or a shipped bundle, nor ``degrade``, uses."""
+"""Modules ``import monai`` pulls in (each guarded by MONAI: ImportError -> a placeholder) that neither
+an in-plane ``upscale`` with a shipped bundle nor ``degrade`` uses."""
 
 
-def _quick_start(model: str) -> None:
+def _quick_start(lean_monai: bool) -> None:
     """Cold-start shortcuts for ``upscale`` and ``degrade`` (docs/performance.md, start-up).
 
     - At exit, freeze the garbage collector: the interpreter then tears down
-      torch's and MONAI's ~10^6 objects without collecting them (0.9 s).
-    - For interpolation and the shipped bundles (whose ``network_def`` is all that
-      is built), keep ``import monai`` from importing the optional modules that only
-      MONAI features medsr does not call here use (:data:`_LEAN_BLOCK`: ignite for
-      engines and handlers, matplotlib, mlflow, pandas, scikit-learn, parts of SciPy,
-      scikit-image; MONAI substitutes its own placeholders). A third-party bundle's
-      config may use them, so it gets the full import. Only before MONAI is first
-      imported; they import normally again afterwards.
+      torch's (and MONAI's) ~10^6 objects without collecting them (0.9 s).
+    - ``lean_monai`` (the shipped bundles, whose ``network_def`` is all that is built, and
+      ``degrade``): import MONAI now without the optional modules that only MONAI
+      features medsr does not call here use (:data:`_LEAN_BLOCK`: ignite for engines and
+      handlers, matplotlib, mlflow, pandas, scikit-learn, parts of SciPy, scikit-image;
+      MONAI substitutes its own placeholders). A third-party bundle's config may use
+      them, so it gets the full import. Only before MONAI is first imported; they import
+      normally again afterwards. Interpolation imports no MONAI at all.
     """
     import atexit
     import gc
     import sys
 
-    from medsr.shipped import shipped_bundles
-
     if not getattr(_quick_start, "registered", False):
         atexit.register(gc.freeze)
         _quick_start.registered = True  # type: ignore[attr-defined]
-    lean = model in ("bicubic", "lanczos") or model in shipped_bundles()
-    if lean and "monai" not in sys.modules:
+    if lean_monai and "monai" not in sys.modules:
         blocked = [m for m in _LEAN_BLOCK if m not in sys.modules]
         for m in blocked:
             sys.modules[m] = None  # type: ignore[assignment]
         try:
-            import medsr.inference  # noqa: F401  (imports MONAI)
+            import monai  # noqa: F401
         finally:
             for m in blocked:
                 if m in sys.modules and sys.modules[m] is None:
@@ -191,7 +188,9 @@ def upscale(
         _check_scale(scale)
         if not remote and not Path(input).exists():
             raise UsageError(f"input {input} does not exist; give an image file, a folder or a PACS URL.")
-        _quick_start(model)
+        from medsr.shipped import shipped_bundles
+
+        _quick_start(model in shipped_bundles())
         from medsr.inference import describe, load_upscaler, upscale_path  # deferred: start-up
 
         from medsr.tta import with_tta  # deferred: start-up
@@ -240,7 +239,7 @@ def degrade(
             raise UsageError(f"`--modality` must be auto, xray, ct or mr, got {modality!r}.")
         if degradation not in ("modality", "bicubic"):
             raise UsageError(f"`--degradation` must be modality or bicubic, got {degradation!r}.")
-        _quick_start("bicubic")  # no network: the lean imports of interpolation
+        _quick_start(True)  # MONAI's transforms, not its engines
         from medsr.batch import discover, plan_outputs, run_batch  # deferred: start-up
         from medsr.evaluation.protocol import degrade_image  # deferred: start-up
         from medsr.io import load_image, save_image  # deferred: start-up

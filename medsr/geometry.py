@@ -11,17 +11,16 @@ norms of the affine (:func:`spacing_from_affine`).
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
 
 from medsr import meta as mk
 from medsr.errors import UsageError
 
-__all__ = ["zoom_geometry", "spacing_from_affine", "update_spacing", "resized_like"]
+__all__ = ["zoom_geometry", "spacing_from_affine", "update_spacing", "resized_meta", "resized_like"]
 
 
 def _as_numpy(affine: Any) -> np.ndarray:
@@ -94,9 +93,21 @@ def resized_like(like: Any, data: torch.Tensor, factors: Sequence[float], deriva
     ``spatial_shape`` is ``data``'s and ``meta["derivation"]`` is ``derivation``: the one place
     where medsr's upscaling and its degradation command give an image its new geometry.
     """
-    meta = {k: v for k, v in like.meta.items() if k != "affine"}
-    affine = zoom_geometry(like.affine, factors)
-    update_spacing(meta, affine, data.ndim - 1)
-    meta["spatial_shape"] = tuple(data.shape[1:])
-    meta[mk.DERIVATION] = derivation
-    return MetaTensor(data, affine=affine, meta=meta)
+    from monai.data import MetaTensor  # the MONAI boundary: resized_meta is the MONAI-free rule
+
+    return MetaTensor(data, meta=resized_meta(like.meta, tuple(data.shape), factors, derivation))
+
+
+def resized_meta(meta: Mapping[Any, Any], shape: Sequence[int], factors: Sequence[float], derivation: str) -> dict[Any, Any]:
+    """The meta of an image resized by ``factors`` to channel-first ``shape`` (:func:`resized_like` without MONAI).
+
+    ``meta["affine"]`` (a float64 tensor, as in a ``MetaTensor``) is :func:`zoom_geometry`'s, the spacing
+    follows from it, ``spatial_shape`` is ``shape[1:]`` and ``meta["derivation"]`` is ``derivation``.
+    """
+    out = {k: v for k, v in meta.items() if k != "affine"}
+    affine = zoom_geometry(torch.as_tensor(meta["affine"], dtype=torch.float64), factors)
+    update_spacing(out, affine, len(shape) - 1)
+    out["spatial_shape"] = tuple(shape[1:])
+    out[mk.DERIVATION] = derivation
+    out["affine"] = affine
+    return out

@@ -23,12 +23,12 @@ import hashlib
 import io
 import os
 import tempfile
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from monai.utils import optional_import
 from torch import nn
 
 from medsr.errors import UsageError
@@ -42,9 +42,17 @@ ENGINES = ("auto", "torch", "openvino")
 INSTALL_HINT = 'pip install "medsr[openvino]"'
 
 
+def _optional(name: str) -> Any:
+    """The module ``name``, or None where it is not installed (or fails to import)."""
+    try:
+        return import_module(name)
+    except ImportError:
+        return None
+
+
 def available() -> bool:
     """Whether OpenVINO and onnx (for the export) can be imported."""
-    return bool(optional_import("openvino")[1] and optional_import("onnx")[1])
+    return _optional("openvino") is not None and _optional("onnx") is not None
 
 
 def cache_dir() -> Path:
@@ -116,8 +124,8 @@ class OpenVINONetwork(nn.Module):
 
     def __init__(self, net: nn.Module, in_channels: int, *, threads: int | None = None, cache: Path | None = None) -> None:
         super().__init__()
-        ov, ok = optional_import("openvino")
-        if not ok or not optional_import("onnx")[1]:
+        ov = _optional("openvino")
+        if ov is None or _optional("onnx") is None:
             raise UsageError(f"OpenVINO and onnx are needed for the openvino engine: {INSTALL_HINT}.")
         net = net.eval()
         root = Path(cache) if cache is not None else cache_dir()

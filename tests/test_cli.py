@@ -97,6 +97,35 @@ def test_upscale_imports_no_ignite_for_shipped_bundles(sample: Path, tmp_path: P
     assert proc.stdout.strip().endswith(("NO-IGNITE 0" if lean else "IGNITE 0")), proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("model", ["bicubic", "lanczos"])
+def test_interpolation_imports_no_monai_and_writes_what_the_metatensor_api_writes(sample: Path, tmp_path: Path, model: str) -> None:
+    """``upscale -m bicubic|lanczos`` runs on plain (tensor, meta) pairs (start-up, issue 15): no MONAI is
+    imported, and every format comes out as ``save_image(upscale_image(load_image(...)))`` writes it."""
+    from medsr.inference import InterpolationUpscaler, upscale_image
+    from medsr.io import read_image, save_image
+
+    names = ["mr_small.dcm", "mr_anatomical.nii", "cxr_hannover_006f3a8a.png"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in names:
+        shutil.copy(sample / name, folder / name)
+    code = (
+        "import sys\nfrom medsr.cli import run\n"
+        f"try:\n    run(['upscale', {str(folder)!r}, '-o', {str(tmp_path / 'cli')!r}, '-m', {model!r}, '-q', '--no-progress'])\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        "print('MONAI' if 'monai' in sys.modules else 'NO-MONAI', code)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.stdout.strip().endswith("NO-MONAI 0"), proc.stdout + proc.stderr
+    for name in names:
+        stem, ext = name.split(".", 1)
+        out = tmp_path / "cli" / f"{stem}_sr2x.{ext}"
+        ref = save_image(upscale_image(load_image(folder / name), InterpolationUpscaler(model, 2)), tmp_path / "ref" / out.name)
+        (got, got_meta), (want, want_meta) = read_image(out), read_image(ref)
+        assert torch.equal(got, want), name
+        assert torch.equal(got_meta["affine"], want_meta["affine"]) and got_meta["spacing"] == want_meta["spacing"], name
+
+
 # --------------------------------------------------------------------------- upscale: formats and names
 
 

@@ -14,8 +14,9 @@ statistics against bicubic (DESIGN.md "Evaluation protocol"); see
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from medsr._lazy import lazy_exports
 
 if TYPE_CHECKING:  # what the names below resolve to, for type checkers and IDEs
     from medsr.evaluation.cases import CLASS_ALL, Case, collect_cases
@@ -46,14 +47,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

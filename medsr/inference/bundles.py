@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from monai.bundle import ConfigParser
 from torch import nn
 
 from medsr.errors import UsageError
@@ -92,6 +91,8 @@ def parse_bundle(info: BundleInfo, scale: int) -> tuple[nn.Module, dict[str, Any
 
     Runs the config (it can run code): call it for shipped or trusted bundles only.
     """
+    from monai.bundle import ConfigParser  # only networks need MONAI (docs/performance.md, start-up)
+
     parser = ConfigParser()
     try:
         parser.read_config(str(info.inference_config))

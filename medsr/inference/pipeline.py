@@ -6,6 +6,10 @@ mapping back to physical units. :func:`upscale_path` runs it over a file, series
 or folder: inputs are read and normalised in a background DataLoader worker and
 written by a writer thread while the network runs; under ``torchrun`` each
 process takes its own share of the files (see :func:`medsr.inference.runtime.distributed_rank`).
+
+The steps run on plain ``(tensor, meta)`` pairs (:func:`medsr.io.read_image`), so that
+``medsr upscale -m bicubic`` never imports MONAI (docs/performance.md, start-up);
+:func:`upscale_image` and the MetaTensor helpers below are the same steps at the MONAI boundary.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from monai.data import MetaTensor
 
 import medsr.io
 from medsr import __version__
@@ -29,10 +32,13 @@ from medsr.inference.runtime import distributed_rank
 from medsr.inference.upscalers import NetworkUpscaler, Upscaler
 from medsr.io import uneven_slices
 from medsr.io._common import expect_output
-from medsr.geometry import resized_like
-from medsr.transforms import DEFAULT_CT_WINDOW, InvertModalityNormalize, ModalityNormalize
+from medsr.geometry import resized_like, resized_meta
 from medsr.transforms.colour import upscale_rgb
-from medsr.typing import PathLike
+from medsr.transforms.mapping import DEFAULT_CT_WINDOW, NORM_KEYS, denormalise_data, denormalise_image, normalise_image
+from medsr.typing import PathLike, is_meta_tensor
+
+Pair = tuple[torch.Tensor, dict[str, Any]]
+"""An image as a channel-first tensor and its meta dict (:func:`medsr.io.read_image`)."""
 
 __all__ = [
     "INVERT_CHUNK",
@@ -41,6 +47,8 @@ __all__ = [
     "to_physical",
     "upscale_image",
     "upscale_normalised",
+    "upscale_pair",
+    "physical_pair",
     "upscale_path",
     "describe",
 ]
@@ -48,42 +56,70 @@ __all__ = [
 
 def normalise(img: Any, ct_window: tuple[float, float]) -> Any:
     """``img`` mapped to [0, 1] with its modality's recorded, invertible mapping (``ModalityNormalize``)."""
+    from medsr.transforms.intensity import ModalityNormalize  # a MetaTensor: MONAI is already imported
+
     return ModalityNormalize(ct_window=ct_window)(img)
+
+
+def _factors(before: Sequence[int], after: Sequence[int]) -> list[float]:
+    return [after[i] / before[i] for i in range(1, len(after))]
+
+
+def _derivation(upscaler: Upscaler) -> str:
+    return f"medsr {__version__} {upscaler.name} x{upscaler.scale}"
 
 
 def derived_image(norm: Any, up: torch.Tensor, upscaler: Upscaler) -> Any:
     """``up`` as a normalised MetaTensor with the geometry and derivation of the upscaled image."""
-    if not isinstance(norm, MetaTensor):
+    if not is_meta_tensor(norm):
         return up
-    factors = [up.shape[i] / norm.shape[i] for i in range(1, up.ndim)]
-    return resized_like(norm, up, factors, f"medsr {__version__} {upscaler.name} x{upscaler.scale}")
+    return resized_like(norm, up, _factors(norm.shape, up.shape), _derivation(upscaler))
+
+
+def _upscaled_data(x: torch.Tensor, meta: dict[str, Any], upscaler: Upscaler) -> torch.Tensor:
+    """RGB images (``meta["photometric_interpretation"] == "RGB"``): Y by ``upscaler``, Cb/Cr bicubic."""
+    if meta.get(mk.PHOTOMETRIC) == "RGB" and x.shape[0] == 3:
+        return upscale_rgb(x, upscaler, upscaler.scale)
+    return upscaler(x)
+
+
+def upscale_pair(data: torch.Tensor, meta: dict[str, Any], upscaler: Upscaler) -> Pair:
+    """A normalised ``(tensor, meta)`` image upscaled, with the new geometry and derivation (still normalised)."""
+    up = _upscaled_data(data, meta, upscaler)
+    return up, resized_meta(meta, tuple(up.shape), _factors(data.shape, up.shape), _derivation(upscaler))
 
 
 INVERT_CHUNK = 1 << 22
 """Voxels per slab when mapping a large image back to physical units (bounds float64 temporaries to 32 MB)."""
 
 
-def to_physical(out: Any) -> Any:
-    """``InvertModalityNormalize`` in slabs along the first spatial axis, in place: no full-size float64 copies.
+def physical_pair(data: torch.Tensor, meta: dict[str, Any]) -> Pair:
+    """The inverse mapping in slabs along the first spatial axis, in place: no full-size float64 copies.
 
     On an 8192 x 8192 output the one-shot inverse needs ~1 GB of temporaries;
-    slab by slab it needs 32 MB and the result reuses ``out``'s storage.
+    slab by slab it needs 32 MB and the result reuses ``data``'s storage.
     """
-    if not isinstance(out, MetaTensor) or out.numel() <= INVERT_CHUNK or mk.NORM_LOW not in out.meta:
-        return InvertModalityNormalize()(out)
-    low, high = out.meta[mk.NORM_LOW], out.meta[mk.NORM_HIGH]
-    if torch.as_tensor(low).numel() > 1 or torch.as_tensor(high).numel() > 1:  # per-sample (batched) mapping
-        return InvertModalityNormalize()(out)
-    invert = InvertModalityNormalize(low=low, high=high)
-    data = out.as_tensor()
+    low, high = meta.get(mk.NORM_LOW), meta.get(mk.NORM_HIGH)
+    batched = torch.as_tensor(low).numel() > 1 or torch.as_tensor(high).numel() > 1  # per-sample mapping
+    if data.numel() <= INVERT_CHUNK or low is None or high is None or batched:
+        return denormalise_image(data, meta)
     if data.dtype != torch.float32 or not data.is_contiguous():
         data = data.float().contiguous()
     rows = max(1, INVERT_CHUNK // max(1, data[:, :1].numel()))
     with torch.inference_mode(data.is_inference()):  # a network's output is an inference tensor
         for a in range(0, data.shape[1], rows):
-            data[:, a : a + rows] = invert(data[:, a : a + rows])
-    meta = {k: v for k, v in out.meta.items() if k not in (mk.NORM_METHOD, mk.NORM_LOW, mk.NORM_HIGH)}
-    res = MetaTensor(data, meta=meta, applied_operations=list(out.applied_operations))
+            data[:, a : a + rows] = denormalise_data(data[:, a : a + rows], low, high)
+    return data, {k: v for k, v in meta.items() if k not in NORM_KEYS}
+
+
+def to_physical(out: Any) -> Any:
+    """A normalised MetaTensor back in physical units (:func:`physical_pair`, at the MONAI boundary)."""
+    from medsr.transforms.intensity import InvertModalityNormalize  # a MetaTensor: MONAI is already imported
+
+    if not is_meta_tensor(out) or mk.NORM_LOW not in out.meta:
+        return InvertModalityNormalize()(out)
+    data, meta = physical_pair(out.as_tensor(), out.meta)
+    res = type(out)(data, meta=meta, applied_operations=list(out.applied_operations))
     res.is_batch = out.is_batch
     return res
 
@@ -103,15 +139,14 @@ def upscale_image(img: Any, upscaler: Upscaler, *, ct_window: tuple[float, float
 
 
 def upscale_normalised(norm: Any, upscaler: Upscaler) -> Any:
-    """A normalised image upscaled, as a MetaTensor with the new geometry (still normalised).
-
-    RGB images (``meta["photometric_interpretation"] == "RGB"``) go through
-    :func:`medsr.transforms.colour.upscale_rgb`: Y by ``upscaler``, Cb/Cr bicubic.
-    """
+    """A normalised image upscaled, as a MetaTensor with the new geometry (still normalised); see :func:`upscale_pair`."""
     x = norm.as_tensor() if hasattr(norm, "as_tensor") else norm
-    if getattr(norm, "meta", {}).get(mk.PHOTOMETRIC) == "RGB" and x.shape[0] == 3:
-        return derived_image(norm, upscale_rgb(x, upscaler, upscaler.scale), upscaler)
-    return derived_image(norm, upscaler(x), upscaler)
+    return derived_image(norm, _upscaled_data(x, getattr(norm, "meta", {}), upscaler), upscaler)
+
+
+def _read_normalised(item: Any, ct_window: tuple[float, float]) -> Pair:
+    data, meta = medsr.io.read_image(item.files if item.kind == "series" else item.path)
+    return normalise_image(data, meta, ct_window=ct_window)
 
 
 class _LoadSet(torch.utils.data.Dataset):
@@ -127,8 +162,7 @@ class _LoadSet(torch.utils.data.Dataset):
     def __getitem__(self, k: int) -> tuple[int, Any, BaseException | None]:
         item = self.items[k]
         try:
-            img = medsr.io.load_image(item.files if item.kind == "series" else item.path)
-            return k, normalise(img, self.ct_window), None
+            return k, _read_normalised(item, self.ct_window), None
         except Exception as err:  # re-raised in the main process, where run_batch reports it
             try:
                 pickle.dumps(err)
@@ -213,17 +247,17 @@ def upscale_path(
     prefetch = _Prefetcher(pending, ct_window, workers) if pipelined else None
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medsr-writer") if pipelined else None
 
-    def write(out_img: Any, out: Path) -> None:
-        medsr.io.save_image(to_physical(out_img), out, overwrite=overwrite)
+    def write(out_img: Pair, out: Path) -> None:
+        medsr.io.write_image(*physical_pair(*out_img), out, overwrite=overwrite)
         if verbose:
             tell(f"medsr: {who}wrote {out}")
 
     def work(item: Any, out: Path) -> Future | None:
         if prefetch is None:
-            norm = normalise(medsr.io.load_image(item.files if item.kind == "series" else item.path), ct_window)
+            norm = _read_normalised(item, ct_window)
         else:
             norm = prefetch.get(item)
-        gaps = uneven_slices(norm)
+        gaps = uneven_slices(norm[1])
         if gaps:
             if getattr(upscaler, "spatial_dims", 2) == 3:
                 raise InputError(
@@ -232,7 +266,7 @@ def upscale_path(
                 )
             tell(f"medsr: warning: {item.path}: the slices are unevenly spaced ({gaps}); each slice is upscaled "
                  "in-plane on its own and keeps its position.")
-        out_img = upscale_normalised(norm, upscaler)
+        out_img = upscale_pair(*norm, upscaler)
         del norm
         if writer is None:
             write(out_img, out)

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from medsr.inference.runtime import resolve_device
-from medsr.networks.deploy import fold_network, fold_pixel_shuffles, fuse_network
 
 __all__ = ["MAX_HALO", "Probe", "probe_network", "receptive_radius", "in_channels_of", "prepare_network"]
 
@@ -149,6 +148,8 @@ def prepare_network(
     The result is for inference only (it falls back to plain modules when
     gradients are enabled).
     """
+    from medsr.networks.deploy import fold_network, fold_pixel_shuffles, fuse_network  # networks import MONAI
+
     net = copy.deepcopy(net).eval()
     net.requires_grad_(False)
     fold_network(net)

@@ -10,7 +10,9 @@ Its meta holds MONAI's ``affine``, ``original_affine``, ``spatial_shape``, ``spa
 :data:`SOURCE_INFO` (``"medsr_source_info"``, JSON text: stored dtype, NIfTI xform codes,
 transfer syntax). Every value is a str/number/tuple/array, so ``list_data_collate`` works.
 
-``save_image`` writes an (upscaled) image back in its input's format; ``discover_inputs``
+``save_image`` writes an (upscaled) image back in its input's format; ``read_image`` and
+``write_image`` do the same on a plain ``(tensor, meta)`` pair without importing MONAI (the
+command line's interpolation path, docs/performance.md); ``discover_inputs``
 lists the images under a folder; ``MedsrReader`` plugs the readers into MONAI's
 ``LoadImage``; ``zoom_geometry`` (from :mod:`medsr.geometry`) and ``atomic_path`` are the geometry and file helpers
 the writers use.
@@ -21,16 +23,23 @@ Modules: :mod:`~medsr.io.dicom`, :mod:`~medsr.io.nifti`, :mod:`~medsr.io.raster`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from medsr._lazy import lazy_exports
 from medsr.geometry import zoom_geometry
 
 from ._common import MAX_PIXELS, SOURCE_INFO, atomic_path, uneven_slices
-from .api import load_image, save_image
+from .api import load_image, read_image, save_image, write_image
 from .discover import InputItem, discover_inputs
-from .reader import MedsrReader
+
+if TYPE_CHECKING:
+    from .reader import MedsrReader
 
 __all__ = [
     "load_image",
     "save_image",
+    "read_image",
+    "write_image",
     "MedsrReader",
     "discover_inputs",
     "InputItem",
@@ -40,3 +49,7 @@ __all__ = [
     "MAX_PIXELS",
     "SOURCE_INFO",
 ]
+
+# MedsrReader subclasses MONAI's ImageReader: imported when first used, so that reading and
+# writing through read_image / write_image need no MONAI
+__getattr__, __dir__ = lazy_exports(__name__, {"MedsrReader": "reader"}, globals())

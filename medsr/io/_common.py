@@ -269,6 +269,11 @@ def uneven_slices(meta: Any) -> str | None:
     return str(value) if value else None
 
 
+def as_numpy(data: Any) -> np.ndarray:
+    """A numpy view of an image's voxels (a CPU tensor shares its memory; no copy for an array)."""
+    return data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+
+
 def as_affine4(affine: Any) -> np.ndarray:
     """A float64 4x4 numpy copy of a 3x3 (2D) or 4x4 affine (numpy or torch)."""
     a = affine.detach().cpu().numpy() if isinstance(affine, torch.Tensor) else np.asarray(affine)

@@ -1,4 +1,9 @@
-"""``load_image`` / ``save_image``: the two calls the rest of medsr uses."""
+"""``load_image`` / ``save_image``: the two calls the rest of medsr uses.
+
+Under them, ``read_image`` / ``write_image`` do the same on a plain ``(tensor, meta)`` pair
+without importing MONAI: the command line's interpolation path runs on those
+(docs/performance.md, start-up); ``MetaTensor`` is only built at the MONAI boundary.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-from monai.data import MetaTensor
-from monai.transforms import EnsureChannelFirst
+import torch
 
 from medsr import meta as mk
 from medsr.errors import MedsrError, OutputError
@@ -18,11 +24,14 @@ from medsr.validation import check_io_modality
 from ._common import NIFTI_SUFFIXES, RASTER_SUFFIXES, atomic_path, full_suffix
 from .dicom import write_dicom
 from .discover import InputItem
+from .dispatch import read_any
 from .nifti import write_nifti
 from .raster import write_raster
-from .reader import MedsrReader
 
-__all__ = ["load_image", "save_image"]
+if TYPE_CHECKING:
+    from monai.data import MetaTensor
+
+__all__ = ["load_image", "save_image", "read_image", "write_image"]
 
 _SUFFIXES = {
     "nifti": NIFTI_SUFFIXES,
@@ -55,6 +64,19 @@ def load_image(src: PathLike | Sequence[PathLike] | InputItem, *, modality: str 
         ct = load_image("ct_series/")        # HU, (1, 512, 512, 40)
         cxr = load_image("chest.dcm")        # MONOCHROME1 inverted: bone bright
     """
+    from monai.data import MetaTensor  # the MONAI boundary (read_image is the MONAI-free reader)
+
+    data, meta = read_image(src, modality=modality)
+    return MetaTensor(data, meta=meta)
+
+
+def read_image(src: PathLike | Sequence[PathLike] | InputItem, *, modality: str | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """:func:`load_image` without MONAI: the channel-first float32 tensor and its meta dict.
+
+    ``meta["affine"]`` is a float64 tensor, as in a ``MetaTensor``; ``MetaTensor(data, meta=meta)``
+    of its result is ``load_image(src)`` (the steps of ``monai.transforms.LoadImage(image_only=True,
+    ensure_channel_first=True)`` with :class:`~medsr.io.MedsrReader`; tests/io/test_reader.py).
+    """
     check_io_modality(modality)
     if isinstance(src, InputItem):
         names = [str(p) for p in src.files] if src.kind == "series" else [str(src.path)]
@@ -63,17 +85,19 @@ def load_image(src: PathLike | Sequence[PathLike] | InputItem, *, modality: str 
     else:
         names = [str(p) for p in src]
     names = [str(Path(n).expanduser()) for n in names]
-    # The steps of monai.transforms.LoadImage(image_only=True, ensure_channel_first=True) with a
-    # call-time reader (tests/io/test_reader.py checks both give the same result), without
-    # instantiating MONAI's default readers on every call.
-    reader = MedsrReader(modality=modality)
-    array, meta = reader.get_data(reader.read(names))
+    array, meta = read_any([Path(n) for n in names], modality)
     meta[mk.FILENAME] = names[0]
-    img = MetaTensor.ensure_torch_and_prune_meta(array.astype(np.float32, copy=False), meta)
-    return EnsureChannelFirst()(img, meta_dict=meta)
+    meta["affine"] = torch.as_tensor(meta["affine"], dtype=torch.float64)
+    data = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    channel = meta.get("original_channel_dim")
+    if channel == "no_channel":
+        data = data[None]
+    elif channel is not None and channel != 0:
+        data = torch.movedim(data, int(channel), 0)
+    return data, meta
 
 
-def _check_output(img: MetaTensor, path: Path, fmt: str, overwrite: bool) -> None:
+def _check_output(meta: dict[str, Any], path: Path, fmt: str, overwrite: bool) -> None:
     suffix = full_suffix(path)
     if fmt in _SUFFIXES and suffix not in _SUFFIXES[fmt]:
         raise OutputError(
@@ -82,7 +106,7 @@ def _check_output(img: MetaTensor, path: Path, fmt: str, overwrite: bool) -> Non
         )
     if fmt.startswith("dicom") and (suffix in NIFTI_SUFFIXES or suffix in RASTER_SUFFIXES):
         raise OutputError(f"{path}: a DICOM input is written as DICOM, not {suffix}; change the output name.")
-    source = img.meta.get(mk.FILENAME)
+    source = meta.get(mk.FILENAME)
     sources = source if isinstance(source, (list, tuple)) else [source]
     out = path.resolve()
     for src in sources:
@@ -125,19 +149,25 @@ def save_image(img: MetaTensor, path: PathLike, *, overwrite: bool = False) -> P
             has the wrong extension for the format, or cannot be written. Nothing is left
             behind on failure.
     """
-    if not isinstance(img, MetaTensor):
+    meta = getattr(img, "meta", None)
+    if not isinstance(img, torch.Tensor) or not isinstance(meta, dict):
         raise OutputError(
             "`img` must be a MetaTensor from medsr.io.load_image (its meta names the format), "
             f"got {type(img).__name__}."
         )
-    fmt = img.meta.get(mk.FORMAT)
+    return write_image(img.as_tensor(), meta, path, overwrite=overwrite)
+
+
+def write_image(data: torch.Tensor, meta: dict[str, Any], path: PathLike, *, overwrite: bool = False) -> Path:
+    """:func:`save_image` without MONAI: ``data`` (channel-first) with ``meta`` as from :func:`read_image`."""
+    fmt = meta.get(mk.FORMAT)
     if fmt not in mk.FORMATS:
         raise OutputError(
             f"cannot choose an output format for {path}: meta[{mk.FORMAT!r}] is {fmt!r}, expected one of "
             f"{', '.join(mk.FORMATS)}; read the input with medsr.io.load_image."
         )
     path = Path(path).expanduser()
-    _check_output(img, path, fmt, overwrite)
+    _check_output(meta, path, fmt, overwrite)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -147,11 +177,11 @@ def save_image(img: MetaTensor, path: PathLike, *, overwrite: bool = False) -> P
     try:
         with atomic_path(path) as tmp:
             if fmt.startswith("dicom"):
-                write_dicom(img, tmp, path)
+                write_dicom(data, meta, tmp, path)
             elif fmt == "nifti":
-                write_nifti(img, tmp, path)
+                write_nifti(data, meta, tmp, path)
             else:
-                write_raster(img, tmp, path, fmt)
+                write_raster(data, meta, tmp, path, fmt)
     except MedsrError:
         raise
     except OSError as e:

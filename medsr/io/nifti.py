@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 from medsr import meta as mk
 from medsr.errors import InputError, OutputError
 
-from ._common import MAX_PIXELS, SOURCE_INFO, as_affine4, build_meta, check_declared_size, check_memory, full_suffix
+from ._common import MAX_PIXELS, SOURCE_INFO, as_affine4, as_numpy, build_meta, check_declared_size, check_memory, full_suffix
 
 __all__ = ["CT_MIN_THRESHOLD", "read_nifti", "write_nifti"]
 
@@ -119,15 +120,14 @@ _ENCODE_CHUNK = 1 << 20
 """Voxels rounded and clipped at a time when writing integer NIfTI (float64 temporaries of ~8 MB)."""
 
 
-def write_nifti(img: Any, target: Path, final: Path) -> None:
-    """Write ``img`` to ``target`` (.nii or .nii.gz) with its affine as qform and sform.
+def write_nifti(data: Any, meta: Mapping[str, Any], target: Path, final: Path) -> None:
+    """Write ``data`` (channel-first) with ``meta`` to ``target`` (.nii or .nii.gz) with its affine as qform and sform.
 
     The input's voxel dtype is kept: integer types are rounded and clipped. An input that
     was stored scaled (scl_slope != 1) is written with a scaling nibabel chooses for the
     new values (close, not bit-exact).
     """
-    meta = img.meta
-    data = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
+    data = as_numpy(data)
     if data.ndim not in (3, 4) or data.shape[0] != 1:
         raise OutputError(f"{final}: expected a single-channel image (1, X, Y[, Z]), got shape {tuple(data.shape)}.")
     values = data[0]
@@ -154,7 +154,7 @@ def write_nifti(img: Any, target: Path, final: Path) -> None:
         out = values.astype(np.float64)
     else:
         out = values.astype(dtype if dtype.kind == "f" else np.float32)
-    affine = as_affine4(img.affine)
+    affine = as_affine4(meta["affine"])
     nimg = nib.Nifti1Image(out, affine, dtype=dtype if dtype.kind in "iuf" else np.float32)
     nimg.set_qform(affine, code=int(info.get("qform_code") or 1))
     nimg.set_sform(affine, code=int(info.get("sform_code") or 1))

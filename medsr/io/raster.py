@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from medsr.errors import InputError, OutputError
 
-from ._common import MAX_PIXELS, SOURCE_INFO, build_meta, check_declared_size, check_memory
+from ._common import MAX_PIXELS, SOURCE_INFO, as_numpy, build_meta, check_declared_size, check_memory
 
 __all__ = ["JPEG_QUALITY", "JPEG_GREY_TOLERANCE", "read_raster", "write_raster"]
 
@@ -194,9 +195,9 @@ def _encode(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def write_raster(img: Any, target: Path, final: Path, kind: str) -> None:
+def write_raster(data: Any, meta: Mapping[str, Any], target: Path, final: Path, kind: str) -> None:
     """Write a 2D greyscale ``(1, X, Y)`` or RGB ``(3, X, Y)`` image in the input's bit depth (round + clip)."""
-    data = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
+    data = as_numpy(data)
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3 or data.shape[0] not in (1, 3):
@@ -209,7 +210,7 @@ def write_raster(img: Any, target: Path, final: Path, kind: str) -> None:
     if not np.isfinite(values).all():
         raise OutputError(f"{final}: the image contains NaN or infinite values; nothing was written.")
     try:
-        info = json.loads(img.meta.get(SOURCE_INFO) or "{}")
+        info = json.loads(meta.get(SOURCE_INFO) or "{}")
     except (AttributeError, TypeError, ValueError):
         info = {}
     dtype = np.dtype(info.get("dtype", "uint8"))

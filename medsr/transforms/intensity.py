@@ -30,18 +30,27 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 
-import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.data.meta_obj import get_track_meta
 from monai.transforms import MapTransform, Transform
-from monai.transforms.utils_pytorch_numpy_unification import percentile
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from medsr import meta as M
 from medsr.errors import UsageError
-from medsr.typing import MODALITIES, NdarrayOrTensor
+from medsr.transforms.mapping import (
+    DEFAULT_CT_WINDOW,
+    DEFAULT_PERCENTILES,
+    NORM_KEYS,
+    check_ct_window,
+    check_percentiles,
+    denormalise_data,
+    denormalise_image,
+    intensity_mapping,
+    modality_from,
+    normalise_image,
+)
+from medsr.typing import NdarrayOrTensor
 
 __all__ = [
     "DEFAULT_CT_WINDOW",
@@ -53,58 +62,13 @@ __all__ = [
     "InvertModalityNormalized",
 ]
 
-DEFAULT_CT_WINDOW: tuple[float, float] = (-1024.0, 3071.0)
-DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
-
-_ALIASES = {
-    "ct": "ct",
-    "mr": "mr",
-    "mri": "mr",
-    "xray": "xray",
-    "x-ray": "xray",
-    "cr": "xray",
-    "dx": "xray",
-    "dr": "xray",
-    "rg": "xray",
-    "mg": "xray",
-}
-
-
-def _scalar(v: object) -> object:
-    """A Python scalar from a 0-d / 1-element tensor or array (meta values may be either)."""
-    if isinstance(v, torch.Tensor) and v.numel() == 1:
-        return v.item()
-    if isinstance(v, np.ndarray) and v.size == 1:
-        return v.item()
-    if isinstance(v, (list, tuple)) and len(v) == 1:
-        return _scalar(v[0])
-    return v
-
 
 def resolve_modality(img: object, modality: str | None = None) -> str:
     """The modality to use: ``modality`` if given, else ``img.meta[MODALITY]``; one of ``MODALITIES``.
 
     DICOM codes are accepted (``CR``, ``DX``, ``DR``, ``RG``, ``MG`` -> ``"xray"``, ``MRI`` -> ``"mr"``).
     """
-    source = "argument `modality`"
-    if modality is None:
-        value = img.meta.get(M.MODALITY) if isinstance(img, MetaTensor) else None
-        source = f"meta[{M.MODALITY!r}]"
-        if value is None:
-            raise UsageError(
-                "the modality is unknown: the image has no "
-                f"meta[{M.MODALITY!r}] (a plain tensor/array, or not read by medsr.io). "
-                f"Pass modality= one of {MODALITIES}."
-            )
-    else:
-        value = modality
-    value = _scalar(value)
-    key = str(value).strip().lower()
-    if key not in _ALIASES:
-        raise UsageError(
-            f"{source} must be one of {MODALITIES}, got {value!r}. Pass modality= one of {MODALITIES} explicitly."
-        )
-    return _ALIASES[key]
+    return modality_from(img.meta if isinstance(img, MetaTensor) else None, modality)
 
 
 def _plain(img: NdarrayOrTensor) -> torch.Tensor:
@@ -148,67 +112,26 @@ class ModalityNormalize(Transform):
         if modality is not None:
             modality = resolve_modality(None, modality)
         self.modality = modality
-        if len(ct_window) != 2 or not float(ct_window[1]) > float(ct_window[0]):
-            raise UsageError(
-                f"`ct_window` must be (low, high) in HU with high > low, got {tuple(ct_window)!r}; "
-                f"the default is {DEFAULT_CT_WINDOW}."
-            )
-        self.ct_window = (float(ct_window[0]), float(ct_window[1]))
-        if len(percentiles) != 2 or not 0.0 <= float(percentiles[0]) < float(percentiles[1]) <= 100.0:
-            raise UsageError(
-                f"`percentiles` must be (lower, upper) with 0 <= lower < upper <= 100, got {tuple(percentiles)!r}; "
-                f"the default is {DEFAULT_PERCENTILES}."
-            )
-        self.percentiles = (float(percentiles[0]), float(percentiles[1]))
+        self.ct_window = check_ct_window(ct_window)
+        self.percentiles = check_percentiles(percentiles)
         self.clip = bool(clip)
         self.dtype = dtype
 
-    def _percentile_range(self, data: torch.Tensor) -> tuple[float, float]:
-        flat = data.reshape(-1).to(torch.float64)
-        if flat.numel() == 0:
-            raise UsageError("cannot normalise an empty image (0 voxels); check the input's shape.")
-        lo, hi = percentile(flat, list(self.percentiles))
-        return float(lo), float(hi)
-
     def mapping(self, img: NdarrayOrTensor) -> tuple[str, float, float, str]:
         """``(method, low, high, modality)`` this transform would apply to ``img``."""
-        modality = resolve_modality(img, self.modality)
-        data = _plain(img)
-        if modality == "ct":
-            method, (low, high) = "window", self.ct_window
-        elif modality == "mr":
-            method, (low, high) = "percentile", self._percentile_range(data)
-        else:
-            bits = _scalar(img.meta.get(M.BITS_STORED)) if isinstance(img, MetaTensor) else None
-            method = "percentile"
-            if bits is not None:
-                try:
-                    nbits = int(bits)  # type: ignore[call-overload]
-                except (TypeError, ValueError):
-                    nbits = 0
-                if 1 <= nbits <= 32:
-                    top = float(2**nbits - 1)
-                    if data.numel() and float(data.min()) >= 0.0 and float(data.max()) <= top:
-                        method, low, high = "bits", 0.0, top
-            if method == "percentile":
-                low, high = self._percentile_range(data)
-        if not high > low:  # constant image: keep the inverse exact, avoid 0/0
-            high = low + 1.0
-        return method, float(low), float(high), modality
+        meta = img.meta if isinstance(img, MetaTensor) else None
+        return intensity_mapping(_plain(img), meta, self.modality, self.ct_window, self.percentiles)
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         img_t = convert_to_tensor(img, track_meta=get_track_meta())
-        method, low, high, modality = self.mapping(img_t)
-        data = _plain(img_t)
-        work = torch.float64 if self.dtype == torch.float64 or data.dtype == torch.float64 else torch.float32
-        out = (data.to(work) - low) / (high - low)
-        if self.clip:
-            out = out.clamp(0.0, 1.0)
-        out = out.to(self.dtype)
+        meta = img_t.meta if isinstance(img_t, MetaTensor) else None
+        out, out_meta = normalise_image(
+            _plain(img_t), meta, modality=self.modality, ct_window=self.ct_window, percentiles=self.percentiles,
+            clip=self.clip, dtype=self.dtype,
+        )
         if isinstance(img_t, MetaTensor):
-            res = MetaTensor(out, meta=dict(img_t.meta), applied_operations=list(img_t.applied_operations))
+            res = MetaTensor(out, meta=out_meta, applied_operations=list(img_t.applied_operations))
             res.is_batch = img_t.is_batch
-            res.meta.update({M.NORM_METHOD: method, M.NORM_LOW: low, M.NORM_HIGH: high, M.MODALITY: modality})
             return res
         return convert_to_dst_type(out, dst=img_t, dtype=self.dtype)[0]
 
@@ -237,27 +160,13 @@ class InvertModalityNormalize(Transform):
         img_t = convert_to_tensor(img, track_meta=get_track_meta())
         data = _plain(img_t)
         if self.low is not None:
-            low, high = self.low, self.high
-        elif isinstance(img_t, MetaTensor) and M.NORM_LOW in img_t.meta and M.NORM_HIGH in img_t.meta:
-            low, high = img_t.meta[M.NORM_LOW], img_t.meta[M.NORM_HIGH]
+            out = denormalise_data(data, self.low, self.high, self.dtype)
+            out_meta = {k: v for k, v in img_t.meta.items() if k not in NORM_KEYS} if isinstance(img_t, MetaTensor) else None
         else:
-            raise UsageError(
-                f"cannot invert the normalisation: no `low`/`high` given and the image has no "
-                f"meta[{M.NORM_LOW!r}]/meta[{M.NORM_HIGH!r}] (not produced by ModalityNormalize, or meta "
-                "tracking was off). Pass low= and high= (the physical values of 0 and 1)."
-            )
-        work = torch.float64
-        lo = torch.as_tensor(low, dtype=work, device=data.device)
-        hi = torch.as_tensor(high, dtype=work, device=data.device)
-        if lo.numel() > 1 or hi.numel() > 1:  # per-sample values of a batch
-            shape = (-1,) + (1,) * (data.ndim - 1)
-            lo, hi = lo.reshape(shape), hi.reshape(shape)
-        out = (data.to(work) * (hi - lo) + lo).to(self.dtype)
+            out, out_meta = denormalise_image(data, img_t.meta if isinstance(img_t, MetaTensor) else {}, self.dtype)
         if isinstance(img_t, MetaTensor):
-            res = MetaTensor(out, meta=dict(img_t.meta), applied_operations=list(img_t.applied_operations))
+            res = MetaTensor(out, meta=out_meta, applied_operations=list(img_t.applied_operations))
             res.is_batch = img_t.is_batch
-            for k in (M.NORM_METHOD, M.NORM_LOW, M.NORM_HIGH):
-                res.meta.pop(k, None)
             return res
         return convert_to_dst_type(out, dst=img_t, dtype=self.dtype)[0]
 

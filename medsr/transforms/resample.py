@@ -51,11 +51,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
 
 from medsr.errors import UsageError
 from medsr.geometry import update_spacing, zoom_geometry
-from medsr.typing import NdarrayOrTensor
+from medsr.typing import NdarrayOrTensor, is_meta_tensor
 
 __all__ = ["KERNELS", "resize", "downsample", "upsample", "resample_axis"]
 
@@ -165,7 +164,7 @@ def _apply_axis(x: torch.Tensor, dim: int, idx: np.ndarray, w: np.ndarray) -> to
 
 def _as_float_tensor(x: NdarrayOrTensor) -> torch.Tensor:
     """A plain (non-Meta) floating tensor view/copy of ``x``."""
-    t = x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
+    t = x.as_tensor() if is_meta_tensor(x) else torch.as_tensor(x)
     if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
         t = t.to(torch.float32)
     return t
@@ -201,8 +200,8 @@ def _spatial_ndim(x: NdarrayOrTensor) -> int:
 
 def _rewrap(out: torch.Tensor, ref: NdarrayOrTensor, in_spatial: Sequence[int]) -> NdarrayOrTensor:
     """Return ``out`` with ``ref``'s type; a MetaTensor keeps its meta with affine and spacing updated."""
-    if isinstance(ref, MetaTensor):
-        res = MetaTensor(out, meta=dict(ref.meta), applied_operations=list(ref.applied_operations))
+    if is_meta_tensor(ref):
+        res = type(ref)(out, meta=dict(ref.meta), applied_operations=list(ref.applied_operations))
         res.is_batch = ref.is_batch
         out_spatial = tuple(out.shape[1:])
         if tuple(in_spatial) != out_spatial:

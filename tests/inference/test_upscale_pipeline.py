@@ -87,14 +87,14 @@ def test_background_pipeline_matches_sequential_and_reports_failures(png_folder,
 def test_a_failing_background_write_is_charged_to_its_own_file(png_folder, tmp_path, monkeypatch):
     import medsr.io
 
-    real = medsr.io.save_image
+    real = medsr.io.write_image
 
-    def flaky(img, path, **kw):
+    def flaky(data, meta, path, **kw):
         if Path(path).name == "img2_sr2x.png":
             raise OSError("disk full")
-        return real(img, path, **kw)
+        return real(data, meta, path, **kw)
 
-    monkeypatch.setattr(medsr.io, "save_image", flaky)
+    monkeypatch.setattr(medsr.io, "write_image", flaky)
     r = upscale_path(png_folder, tmp_path / "out", InterpolationUpscaler("bicubic", 2), progress=False, log=lambda m: None)
     assert r.done == 5 and sorted(Path(p).name for p, _ in r.failed) == ["broken.png", "img2.png"]
     assert "disk full" in dict(r.failed)[str(png_folder / "img2.png")]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import medsr
 from medsr import meta as mk
 from medsr.errors import OutputError
 
-from .._common import DICOM_SUFFIXES, as_affine4, quiet_pydicom
+from .._common import DICOM_SUFFIXES, as_affine4, as_numpy, quiet_pydicom
 from .encode import Encoding, slice_rescales
 from .header import (
     _LPS_RAS,
@@ -154,13 +154,12 @@ def _write_dataset(ds: Dataset, path: Path, final: Path) -> None:
 
 
 @quiet_pydicom()
-def write_dicom(img: Any, target: Path, final: Path) -> None:
-    """Write ``img`` (channel-first MetaTensor) as a derived instance at ``target``.
+def write_dicom(data: Any, meta: Mapping[str, Any], target: Path, final: Path) -> None:
+    """Write ``data`` (channel-first) with ``meta`` (as from ``medsr.io.read_image``) as a derived instance at ``target``.
 
     ``target`` is the temporary path (a file, or a folder created here for a series);
     ``final`` is only used in messages.
     """
-    meta = img.meta
     fmt = meta.get(mk.FORMAT)
     header_json = meta.get(mk.DICOM_HEADER)
     if not isinstance(header_json, str) or not header_json:
@@ -176,7 +175,7 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
         ) from e
     if not str(hdr.get("SOPClassUID", "") or "").strip():
         raise OutputError(f"{final}: the source header has no SOPClassUID; write NIfTI instead.")
-    data = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
+    data = as_numpy(data)
     if data.ndim not in (3, 4) or data.shape[0] != 1:
         raise OutputError(
             f"{final}: expected a single-channel image (1, X, Y[, Z]) to write DICOM, got shape {tuple(data.shape)}."
@@ -199,7 +198,7 @@ def write_dicom(img: Any, target: Path, final: Path) -> None:
     except (TypeError, ValueError):
         float_bits, slice_rescale = 0, []
     enc = Encoding(hdr, final, float_bits if float_bits in (32, 64) else 0)
-    lps = _LPS_RAS @ as_affine4(img.affine)
+    lps = _LPS_RAS @ as_affine4(meta["affine"])
     dx, dy = float(np.linalg.norm(lps[:3, 0])), float(np.linalg.norm(lps[:3, 1]))
     r, c = lps[:3, 0] / dx, lps[:3, 1] / dy
     normal = np.cross(r, c)

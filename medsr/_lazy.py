@@ -1,0 +1,37 @@
+"""Package attributes loaded from their sub-modules on first use (PEP 562).
+
+A package whose ``__init__`` imported every sub-module would make ``medsr upscale -m bicubic``
+import MONAI through a transform it never calls; with :func:`lazy_exports` a name is imported
+when it is first read (docs/performance.md, start-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from importlib import import_module
+from typing import Any
+
+__all__ = ["lazy_exports"]
+
+
+def lazy_exports(package: str, exports: Mapping[str, str], namespace: dict[str, Any]) -> tuple[
+    Callable[[str], Any], Callable[[], list[str]]
+]:
+    """``(__getattr__, __dir__)`` for ``package``: ``exports`` maps a public name to its sub-module.
+
+    Example, in a package's ``__init__.py``::
+
+        __getattr__, __dir__ = lazy_exports(__name__, {"ModalityNormalize": "intensity"}, globals())
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(f"{package}.{exports[name]}"), name)
+        namespace[name] = value  # later reads skip this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted([*namespace, *exports])
+
+    return __getattr__, __dir__
