@@ -1,4 +1,4 @@
-"""Package attributes loaded from their sub-modules on first use (PEP 562).
+"""Lazy imports: package attributes loaded on first use (PEP 562), optional third-party modules.
 
 A package whose ``__init__`` imported every sub-module would make ``medsr upscale -m bicubic``
 import MONAI through a transform it never calls; with :func:`lazy_exports` a name is imported
@@ -11,13 +11,14 @@ from collections.abc import Callable, Mapping
 from importlib import import_module
 from typing import Any
 
-__all__ = ["lazy_exports"]
+__all__ = ["lazy_exports", "optional_module"]
 
 
 def lazy_exports(package: str, exports: Mapping[str, str], namespace: dict[str, Any]) -> tuple[
     Callable[[str], Any], Callable[[], list[str]]
 ]:
-    """``(__getattr__, __dir__)`` for ``package``: ``exports`` maps a public name to its sub-module.
+    """``(__getattr__, __dir__)`` for ``package``: ``exports`` maps a public name to the module it comes
+    from, a sub-module's name (``"intensity"``) or an absolute module path (``"medsr.geometry"``).
 
     Example, in a package's ``__init__.py``::
 
@@ -27,7 +28,8 @@ def lazy_exports(package: str, exports: Mapping[str, str], namespace: dict[str, 
     def __getattr__(name: str) -> Any:
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(import_module(f"{package}.{exports[name]}"), name)
+        module = exports[name]
+        value = getattr(import_module(module if "." in module else f"{package}.{module}"), name)
         namespace[name] = value  # later reads skip this function
         return value
 
@@ -35,3 +37,11 @@ def lazy_exports(package: str, exports: Mapping[str, str], namespace: dict[str, 
         return sorted([*namespace, *exports])
 
     return __getattr__, __dir__
+
+
+def optional_module(name: str) -> Any:
+    """The module ``name``, or None where it is not installed or fails to import (an optional extra)."""
+    try:
+        return import_module(name)
+    except ImportError:
+        return None

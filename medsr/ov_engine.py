@@ -23,7 +23,6 @@ import hashlib
 import io
 import os
 import tempfile
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsr._lazy import optional_module
 from medsr.errors import UsageError
 from medsr.io import atomic_path
 
@@ -42,17 +42,9 @@ ENGINES = ("auto", "torch", "openvino")
 INSTALL_HINT = 'pip install "medsr[openvino]"'
 
 
-def _optional(name: str) -> Any:
-    """The module ``name``, or None where it is not installed (or fails to import)."""
-    try:
-        return import_module(name)
-    except ImportError:
-        return None
-
-
 def available() -> bool:
     """Whether OpenVINO and onnx (for the export) can be imported."""
-    return _optional("openvino") is not None and _optional("onnx") is not None
+    return optional_module("openvino") is not None and optional_module("onnx") is not None
 
 
 def cache_dir() -> Path:
@@ -124,8 +116,8 @@ class OpenVINONetwork(nn.Module):
 
     def __init__(self, net: nn.Module, in_channels: int, *, threads: int | None = None, cache: Path | None = None) -> None:
         super().__init__()
-        ov = _optional("openvino")
-        if ov is None or _optional("onnx") is None:
+        ov = optional_module("openvino")
+        if ov is None or optional_module("onnx") is None:
             raise UsageError(f"OpenVINO and onnx are needed for the openvino engine: {INSTALL_HINT}.")
         net = net.eval()
         root = Path(cache) if cache is not None else cache_dir()

@@ -26,30 +26,32 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from medsr._lazy import lazy_exports
-from medsr.geometry import zoom_geometry
 
-from ._common import MAX_PIXELS, SOURCE_INFO, atomic_path, uneven_slices
-from .api import load_image, read_image, save_image, write_image
-from .discover import InputItem, discover_inputs
+if TYPE_CHECKING:  # what the names below resolve to, for type checkers and IDEs
+    from medsr.geometry import zoom_geometry
 
-if TYPE_CHECKING:
+    from ._common import MAX_PIXELS, SOURCE_INFO, atomic_path, uneven_slices
+    from .api import load_image, read_image, save_image, write_image
+    from .discover import InputItem, discover_inputs
     from .reader import MedsrReader
 
-__all__ = [
-    "load_image",
-    "save_image",
-    "read_image",
-    "write_image",
-    "MedsrReader",
-    "discover_inputs",
-    "InputItem",
-    "zoom_geometry",
-    "uneven_slices",
-    "atomic_path",
-    "MAX_PIXELS",
-    "SOURCE_INFO",
-]
+# name -> sub-module, imported on first use: `medsr report` needs atomic_path, not torch (api) nor
+# MONAI (MedsrReader subclasses its ImageReader) (docs/performance.md, start-up)
+_EXPORTS = {
+    "load_image": "api",
+    "save_image": "api",
+    "read_image": "api",
+    "write_image": "api",
+    "MedsrReader": "reader",
+    "discover_inputs": "discover",
+    "InputItem": "discover",
+    "zoom_geometry": "medsr.geometry",
+    "uneven_slices": "_common",
+    "atomic_path": "_common",
+    "MAX_PIXELS": "_common",
+    "SOURCE_INFO": "_common",
+}
 
-# MedsrReader subclasses MONAI's ImageReader: imported when first used, so that reading and
-# writing through read_image / write_image need no MONAI
-__getattr__, __dir__ = lazy_exports(__name__, {"MedsrReader": "reader"}, globals())
+__all__ = list(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from medsr import meta as mk
 from medsr.meta import SOURCE_INFO
 from medsr.errors import InputError, OutputError, UsageError
-from medsr.geometry import spacing_from_affine
 from medsr.typing import PathLike
 
 __all__ = [
@@ -232,12 +230,13 @@ def build_meta(
     Every value is a str/int/float/tuple/ndarray (never None) so that MONAI's
     ``list_data_collate`` works on it.
     """
+    from medsr import geometry  # imports torch, which atomic_path's users (report) need not
     affine = np.asarray(affine, dtype=np.float64)
     return {
         mk.FILENAME: str(filename),
         mk.FORMAT: fmt,
         mk.MODALITY: modality,
-        mk.SPACING: spacing_from_affine(affine, len(shape)),
+        mk.SPACING: geometry.spacing_from_affine(affine, len(shape)),
         mk.SPACING_SOURCE: spacing_source,
         mk.BITS_STORED: int(bits_stored),
         mk.PHOTOMETRIC: str(photometric),
@@ -271,12 +270,12 @@ def uneven_slices(meta: Any) -> str | None:
 
 def as_numpy(data: Any) -> np.ndarray:
     """A numpy view of an image's voxels (a CPU tensor shares its memory; no copy for an array)."""
-    return data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+    return data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
 
 
 def as_affine4(affine: Any) -> np.ndarray:
     """A float64 4x4 numpy copy of a 3x3 (2D) or 4x4 affine (numpy or torch)."""
-    a = affine.detach().cpu().numpy() if isinstance(affine, torch.Tensor) else np.asarray(affine)
+    a = affine.detach().cpu().numpy() if hasattr(affine, "detach") else np.asarray(affine)
     a = np.array(a, dtype=np.float64)
     if a.shape == (4, 4):
         return a

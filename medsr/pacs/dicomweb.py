@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai.utils import optional_import
 
+from medsr._lazy import optional_module
 from medsr.errors import InputError, MedsrError, OutputError
 
 from .locations import DicomWebLocation
@@ -32,8 +32,8 @@ _HINT = "DICOMweb needs dicomweb-client: pip install 'medsr[pacs]'"
 
 
 def _session() -> Any:
-    requests, has = optional_import("requests")
-    if not has:
+    requests = optional_module("requests")
+    if requests is None:
         raise MedsrError(_HINT)
     session = requests.Session()  # trust_env: netrc and REQUESTS_CA_BUNDLE are honoured; verify stays True
     token = os.environ.get("MEDSR_DICOMWEB_TOKEN")
@@ -47,8 +47,8 @@ def _session() -> Any:
 
 def client(loc: DicomWebLocation, timeout: float = 60.0) -> Any:
     """A ``dicomweb_client.DICOMwebClient`` for ``loc.root`` with medsr's credentials and certificate checks."""
-    web, has = optional_import("dicomweb_client.web")
-    if not has:
+    web = optional_module("dicomweb_client.web")
+    if web is None:
         raise MedsrError(_HINT)
     return web.DICOMwebClient(url=loc.root, session=_session(), timeout=timeout)
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from monai.utils import optional_import
 
+from medsr._lazy import optional_module
 from medsr.errors import InputError, MedsrError, OutputError
 
 from .locations import DimseLocation
@@ -32,8 +32,8 @@ _PENDING = (0xFF00, 0xFF01)
 
 
 def _pynetdicom() -> Any:
-    mod, has = optional_import("pynetdicom")
-    if not has:
+    mod = optional_module("pynetdicom")
+    if mod is None:
         raise MedsrError(_HINT)
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # its log lines can quote peers' identifiers
     return mod

@@ -11,8 +11,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from monai.utils import optional_import
 
+from medsr._lazy import optional_module
 from medsr.errors import UsageError
 from medsr.io import atomic_path
 
@@ -70,7 +70,7 @@ def _case_flowable(c: dict[str, Any], page_w: float, P: Any, e: Any, body: Any, 
 
 def write_pdf(ctx: dict[str, Any], path: Path) -> Path:
     """Write the report context of :func:`medsr.report.build.report_context` to ``path`` (A4)."""
-    if not optional_import("reportlab.platypus")[1]:
+    if optional_module("reportlab.platypus") is None:
         raise UsageError(_INSTALL)
     from xml.sax.saxutils import escape
 
