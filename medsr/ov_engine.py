@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from torch import nn
 
 from medsr._lazy import optional_module
 from medsr.errors import UsageError
+from medsr.inference.runtime import cache_dir
 from medsr.io import atomic_path
 
 __all__ = ["ENGINES", "available", "cache_dir", "resolve_engine", "OpenVINONetwork"]
@@ -45,15 +45,6 @@ INSTALL_HINT = 'pip install "medsr[openvino]"'
 def available() -> bool:
     """Whether OpenVINO and onnx (for the export) can be imported."""
     return optional_module("openvino") is not None and optional_module("onnx") is not None
-
-
-def cache_dir() -> Path:
-    """Where exported networks are kept: ``MEDSR_CACHE_DIR``, else ``$XDG_CACHE_HOME/medsr``, else ``~/.cache/medsr``."""
-    env = os.environ.get("MEDSR_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "medsr"
 
 
 def resolve_engine(engine: str, device: torch.device, precision: str, spatial_dims: int) -> str:

@@ -3,7 +3,9 @@
 :func:`probe_network` measures, rather than trusts a declaration, whether a
 network is local and how far it sees (its structural receptive field, which
 makes halo-cropped tiling exact) and how much activation memory it needs per
-pixel. :func:`prepare_network` makes the copy that runs: eval mode, the exact
+pixel; both depend only on the architecture, so :func:`cached_probe` measures each
+architecture once and keeps the result in :func:`~medsr.inference.runtime.cache_dir`.
+:func:`prepare_network` makes the copy that runs: eval mode, the exact
 rewrites of :mod:`medsr.networks.deploy` (batch norm and residual-scale folds,
 the pixel shuffle moved after the tail, oneDNN fusion on CPU), the device and
 ``channels_last``.
@@ -12,15 +14,23 @@ the pixel shuffle moved after the tail, oneDNN fusion on CPU), the device and
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import hashlib
+import inspect
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from medsr.inference.runtime import resolve_device
+import medsr
+from medsr.inference.runtime import cache_dir, resolve_device
+from medsr.io import atomic_path
 
-__all__ = ["MAX_HALO", "Probe", "probe_network", "receptive_radius", "in_channels_of", "prepare_network"]
+__all__ = [
+    "MAX_HALO", "Probe", "probe_network", "cached_probe", "receptive_radius", "in_channels_of", "prepare_network",
+]
 
 MAX_HALO = 32
 """Largest halo (LR pixels) a tile gets; networks with a wider (or global) field are blended instead."""
@@ -106,6 +116,49 @@ def probe_network(net: nn.Module, spatial_dims: int, in_channels: int, probe: in
     sizes = sorted(sizes) or [px]  # the largest decides
     return Probe(radius=radius, local=radius < c, bytes_per_px=3 * 4 * sizes[-1] / px,
                  largest_bytes_per_px=4 * sizes[-1] / px)
+
+
+def _architecture_key(net: nn.Module, spatial_dims: int, in_channels: int) -> str:
+    """Hash of what a structural probe depends on: the module tree, parameter and buffer shapes, the source
+    of every module class in it and the versions; not the weights (the probe replaces them)."""
+    h = hashlib.sha256()
+    h.update(f"{spatial_dims} {in_channels} {MAX_HALO} torch {torch.__version__} medsr {medsr.__version__}\n".encode())
+    h.update(f"{type(net).__module__}.{type(net).__qualname__}\n{net!r}\n".encode())
+    for name, t in [*net.named_parameters(), *net.named_buffers()]:
+        h.update(f"{name} {tuple(t.shape)}\n".encode())
+    sources = set()
+    for m in net.modules():
+        try:
+            sources.add(inspect.getsourcefile(type(m)))
+        except TypeError:  # a class without a source file
+            pass
+    for src in sorted(s for s in sources if s):
+        h.update(Path(src).read_bytes())
+    return h.hexdigest()[:24]
+
+
+def cached_probe(net: nn.Module, spatial_dims: int, in_channels: int) -> Probe:
+    """:func:`probe_network` for ``net``'s architecture, measured once and then read from the cache.
+
+    The probe (a forward and a backward pass of a copy of the network on an
+    81-pixel-wide input) is a sizeable part of the start-up of ``medsr upscale -m
+    edsr_m`` on one slice (docs/performance.md); its result depends only on the
+    architecture (:func:`_architecture_key`), not on the weights. An
+    unreadable or unwritable cache just means measuring again.
+    """
+    path = cache_dir() / "probes" / f"{_architecture_key(net, spatial_dims, in_channels)}.json"
+    try:
+        return Probe(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+    probe = probe_network(net, spatial_dims, in_channels)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(asdict(probe)))
+    except OSError:
+        pass
+    return probe
 
 
 def receptive_radius(net: nn.Module, spatial_dims: int, in_channels: int = 1, probe: int = 2 * MAX_HALO + 1) -> int:

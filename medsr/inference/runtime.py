@@ -69,6 +69,16 @@ _libc: Any = None
 # --------------------------------------------------------------------------- threads
 
 
+def cache_dir() -> Path:
+    """Where medsr keeps what it measured or exported once per network (receptive-field probes, OpenVINO
+    exports): ``MEDSR_CACHE_DIR``, else ``$XDG_CACHE_HOME/medsr``, else ``~/.cache/medsr``."""
+    env = os.environ.get("MEDSR_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "medsr"
+
+
 def configure_threads(num_threads: int | None = None) -> int:
     """Use every physical core this process may run on for intra-op parallelism; returns the count.
 

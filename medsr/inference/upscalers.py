@@ -32,7 +32,7 @@ from torch import nn
 
 from medsr.errors import UsageError
 from medsr.inference import runtime
-from medsr.inference.prepare import MAX_HALO, in_channels_of, prepare_network, probe_network
+from medsr.inference.prepare import MAX_HALO, cached_probe, in_channels_of, prepare_network
 from medsr.inference.runtime import (
     MMAP_THRESHOLD,
     TRIM_AFTER,
@@ -183,7 +183,7 @@ class NetworkUpscaler:
             if not runtime.threads_configured():
                 configure_threads()
             tune_allocator()
-        probe = probe_network(net, self.spatial_dims, in_channels_of(net))
+        probe = cached_probe(net, self.spatial_dims, in_channels_of(net))
         self.receptive_radius = probe.radius
         if probe.local:  # a halo as wide as the structural receptive field is exact; wider only costs time
             self.halo = probe.radius

@@ -18,6 +18,27 @@ def test_receptive_radius_of_edsr():
     assert 7 <= receptive_radius(net, 2) <= 9
 
 
+def test_probe_is_measured_once_per_architecture_and_cached(monkeypatch, tmp_path):
+    from medsr.inference import prepare
+
+    monkeypatch.setenv("MEDSR_CACHE_DIR", str(tmp_path))
+    net = EDSR(scale_factor=2, num_features=4, num_blocks=2)
+    first = prepare.cached_probe(net, 2, 1)
+    assert first == prepare.probe_network(net, 2, 1) and len(list((tmp_path / "probes").glob("*.json"))) == 1
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("probed again")
+
+    monkeypatch.setattr(prepare, "probe_network", no_probe)
+    trained = EDSR(scale_factor=2, num_features=4, num_blocks=2)  # other weights, same architecture
+    assert prepare.cached_probe(trained, 2, 1) == first
+    with pytest.raises(AssertionError, match="probed again"):  # another architecture is measured
+        prepare.cached_probe(EDSR(scale_factor=2, num_features=4, num_blocks=3), 2, 1)
+    with pytest.raises(AssertionError, match="probed again"):  # so is one the cache cannot vouch for
+        next((tmp_path / "probes").glob("*.json")).write_text("{not json")
+        prepare.cached_probe(net, 2, 1)
+
+
 def test_prepare_network_folds_batch_norm_and_residual_scale_exactly():
     net = SRResNet(scale_factor=2, num_features=8, num_blocks=2, norm="batch").eval()
     for m in net.modules():
