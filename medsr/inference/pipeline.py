@@ -100,8 +100,9 @@ def physical_pair(data: torch.Tensor, meta: dict[str, Any]) -> Pair:
     slab by slab it needs 32 MB and the result reuses ``data``'s storage.
     """
     low, high = meta.get(mk.NORM_LOW), meta.get(mk.NORM_HIGH)
-    batched = torch.as_tensor(low).numel() > 1 or torch.as_tensor(high).numel() > 1  # per-sample mapping
-    if data.numel() <= INVERT_CHUNK or low is None or high is None or batched:
+    if data.numel() <= INVERT_CHUNK or low is None or high is None:
+        return denormalise_image(data, meta)
+    if torch.as_tensor(low).numel() > 1 or torch.as_tensor(high).numel() > 1:  # per-sample (batched) mapping
         return denormalise_image(data, meta)
     if data.dtype != torch.float32 or not data.is_contiguous():
         data = data.float().contiguous()

@@ -18,7 +18,7 @@ import torch
 
 from medsr import meta as mk
 from medsr.errors import MedsrError, OutputError
-from medsr.typing import PathLike
+from medsr.typing import PathLike, is_meta_tensor
 from medsr.validation import check_io_modality
 
 from ._common import NIFTI_SUFFIXES, RASTER_SUFFIXES, atomic_path, full_suffix
@@ -149,13 +149,12 @@ def save_image(img: MetaTensor, path: PathLike, *, overwrite: bool = False) -> P
             has the wrong extension for the format, or cannot be written. Nothing is left
             behind on failure.
     """
-    meta = getattr(img, "meta", None)
-    if not isinstance(img, torch.Tensor) or not isinstance(meta, dict):
+    if not is_meta_tensor(img):
         raise OutputError(
             "`img` must be a MetaTensor from medsr.io.load_image (its meta names the format), "
             f"got {type(img).__name__}."
         )
-    return write_image(img.as_tensor(), meta, path, overwrite=overwrite)
+    return write_image(img.as_tensor(), img.meta, path, overwrite=overwrite)
 
 
 def write_image(data: torch.Tensor, meta: dict[str, Any], path: PathLike, *, overwrite: bool = False) -> Path:
