@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce every shipped weight file (models/model.pt = x2, models/model_x4.pt) of the three bundles,
-# stage by stage, with the budgets their model cards report (2 CPU cores: about 3 hours in all).
+# stage by stage, with the budgets their model cards report (2 CPU cores: about 5 hours in all).
 #
 # Stage 1 trains on a mix of degradations (60% classic bicubic, 40% the modality's physics simulator);
 # the last stage fine-tunes on the classic protocol alone at a lower learning rate: on held-out images
@@ -21,8 +21,14 @@ $T edsr_m 4 15 --epoch_length 60 --patch_size 128 --pretrained "$here/edsr_m/mod
 # x2, issue 11: 16 more epochs x 50 of the classic protocol, uniform patch sampling, flat patches skipped,
 # Siemens CT and the Kermany test images left out of training (they are validation sets); 800 iterations,
 # about 50 min wall on 2 cores shared with other jobs (runs/ft_x2 of the issue-11 study)
-$T edsr_m 2 16 --epoch_length 50 --pretrained "$here/edsr_m/models/model.pt" "${FT[@]}" --edge_weighted False \
-    --min_std 0.02 --num_workers 0 --dataset_exclude "['*kermany_test224*','ct/*siemens*']"
+EXC="['*kermany_test224*','ct/*siemens*']"
+BASE=(--epoch_length 50 --edge_weighted False --min_std 0.02 --num_workers 0 --dataset_exclude "$EXC")
+$T edsr_m 2 16 --pretrained "$here/edsr_m/models/model.pt" "${FT[@]}" "${BASE[@]}"
+# issue 11, second session: the long runs of the same recipe (runs/long2_x2, runs/ft_x4 -> long2_x4 of the study);
+# x2: 120 epochs x 50 (44 min of training), x4: 16 + 120 epochs x 50 (42 + 41 min), cosine learning rate
+$T edsr_m 2 120 --pretrained "$here/edsr_m/models/model.pt" "${FT[@]}" "${BASE[@]}"
+$T edsr_m 4 16 --patch_size 128 --pretrained "$here/edsr_m/models/model_x4.pt" "${FT[@]}" "${BASE[@]}"
+$T edsr_m 4 120 --patch_size 128 --pretrained "$here/edsr_m/models/model_x4.pt" "${FT[@]}" "${BASE[@]}"
 
 $T attention_residual 2 15 --epoch_length 60
 $T attention_residual 4 8 --epoch_length 60 --patch_size 128

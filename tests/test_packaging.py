@@ -1,7 +1,10 @@
 """The wheel ships every sub-package: pyproject lists them explicitly (bundles/ is mapped in)."""
 
+import importlib
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,8 +18,12 @@ def test_every_subpackage_is_listed_in_pyproject():
     assert listed - found == {"medsr.bundles"}
 
 
-def test_lazy_evaluation_exports_resolve():
-    """medsr.evaluation loads its sub-modules on first use: every exported name must still resolve."""
-    import medsr.evaluation as evaluation
-
-    assert all(getattr(evaluation, name) is not None for name in evaluation.__all__)
+@pytest.mark.parametrize("package", ["medsr.evaluation", "medsr.transforms", "medsr.io"])
+def test_lazy_exports_resolve(package):
+    """These packages load their parts on first use (medsr/_lazy.py): every exported name must still resolve,
+    and a name that is not exported is an AttributeError as usual."""
+    module = importlib.import_module(package)
+    assert all(getattr(module, name) is not None for name in module.__all__)
+    assert set(module.__all__) <= set(dir(module))
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        module.not_a_name
