@@ -19,6 +19,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from cli_imports import imported_by
 from typer.testing import CliRunner
 
 from medsr import __version__
@@ -87,14 +88,8 @@ def test_upscale_imports_no_ignite_for_shipped_bundles(sample: Path, tmp_path: P
     """A shipped bundle's in-plane path skips MONAI's optional imports (start-up); a third-party bundle keeps them."""
     if model == "bundle_copy":
         model = str(shutil.copytree(ROOT / "bundles" / "edsr_m", tmp_path / "bundle_copy"))
-    code = (
-        "import sys\nfrom medsr.cli import run\n"
-        f"try:\n    run(['upscale', {str(sample / 'mr_small.dcm')!r}, '-o', {str(tmp_path / 'out')!r}, '-m', {model!r},"
-        " '--trust-bundle', '-q', '--no-progress'])\nexcept SystemExit as e:\n    code = e.code\n"
-        "print('IGNITE' if sys.modules.get('ignite') else 'NO-IGNITE', code)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
-    assert proc.stdout.strip().endswith(("NO-IGNITE 0" if lean else "IGNITE 0")), proc.stdout + proc.stderr
+    args = ["upscale", sample / "mr_small.dcm", "-o", tmp_path / "out", "-m", model, "--trust-bundle", "-q", "--no-progress"]
+    assert imported_by(args, ["ignite"]) == ([] if lean else ["ignite"], 0)
 
 
 @pytest.mark.parametrize("model", ["bicubic", "lanczos"])
@@ -109,14 +104,8 @@ def test_interpolation_imports_no_monai_and_writes_what_the_metatensor_api_write
     folder.mkdir()
     for name in names:
         shutil.copy(sample / name, folder / name)
-    code = (
-        "import sys\nfrom medsr.cli import run\n"
-        f"try:\n    run(['upscale', {str(folder)!r}, '-o', {str(tmp_path / 'cli')!r}, '-m', {model!r}, '-q', '--no-progress'])\n"
-        "except SystemExit as e:\n    code = e.code\n"
-        "print('MONAI' if 'monai' in sys.modules else 'NO-MONAI', code)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
-    assert proc.stdout.strip().endswith("NO-MONAI 0"), proc.stdout + proc.stderr
+    args = ["upscale", folder, "-o", tmp_path / "cli", "-m", model, "-q", "--no-progress"]
+    assert imported_by(args, ["monai"]) == ([], 0)
     for name in names:
         stem, ext = name.split(".", 1)
         out = tmp_path / "cli" / f"{stem}_sr2x.{ext}"

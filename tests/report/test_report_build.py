@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_imports import imported_by
 
 from medsr import evaluation as ev
 from medsr.evaluation.stats import json_safe, sources
@@ -170,16 +171,7 @@ def test_html_is_self_contained_and_has_the_tables(results: Path) -> None:
 
 def test_report_command_imports_neither_torch_nor_monai(results: Path) -> None:
     """``medsr report`` only reads tables and draws (start-up proportional to the work, issue 15)."""
-    import sys
-
-    code = (
-        "import sys\nfrom medsr.cli import run\n"
-        f"try:\n    run(['report', {str(results)!r}])\nexcept SystemExit as e:\n    code = e.code\n"
-        "print(sorted(m for m in ('torch', 'monai') if m in sys.modules), code)"
-    )
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.stdout.strip().endswith("[] 0"), proc.stdout + proc.stderr
+    assert imported_by(["report", results], ["torch", "monai"]) == ([], 0)
     assert (results / "report.html").is_file() and (results / "report.pdf").is_file()
 
 
