@@ -107,7 +107,10 @@ TTA_HELP = "Test-time self-ensemble: average the network over the 8 flips/rotati
 InputArg = typer.Argument(..., exists=True, readable=True, help="An image file (DICOM, NIfTI, PNG, TIFF, JPEG), a DICOM series folder or a folder of images.")
 
 
-_LEAN_BLOCK = ("ignite", "matplotlib", "mlflow", "pandas", "scipy.ndimage", "scipy.signal", "scipy.sparse", "skimage", "sklearn")
+_LEAN_BLOCK = (
+    "ignite", "jsonschema", "matplotlib", "mlflow", "pandas", "requests",
+    "scipy.ndimage", "scipy.optimize", "scipy.signal", "scipy.sparse", "scipy.spatial", "skimage", "sklearn",
+)
 """Modules ``import monai`` pulls in (each guarded by MONAI: ImportError -> a placeholder) that neither
 an in-plane ``upscale`` with a shipped bundle nor ``degrade`` uses."""
 
@@ -120,8 +123,9 @@ def _quick_start(lean_monai: bool) -> None:
     - ``lean_monai`` (the shipped bundles, whose ``network_def`` is all that is built, and
       ``degrade``): import MONAI now without the optional modules that only MONAI
       features medsr does not call here use (:data:`_LEAN_BLOCK`: ignite for engines and
-      handlers, matplotlib, mlflow, pandas, scikit-learn, parts of SciPy, scikit-image;
-      MONAI substitutes its own placeholders). A third-party bundle's config may use
+      handlers, jsonschema for bundle verification, requests for dataset downloads,
+      matplotlib, mlflow, pandas, scikit-learn, parts of SciPy, scikit-image; MONAI
+      substitutes its own placeholders). A third-party bundle's config may use
       them, so it gets the full import. Only before MONAI is first imported; they import
       normally again afterwards. Interpolation imports no MONAI at all.
     """
