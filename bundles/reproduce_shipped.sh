@@ -25,10 +25,12 @@ EXC="['*kermany_test224*','ct/*siemens*']"
 BASE=(--epoch_length 50 --edge_weighted False --min_std 0.02 --num_workers 0 --dataset_exclude "$EXC")
 $T edsr_m 2 16 --pretrained "$here/edsr_m/models/model.pt" "${FT[@]}" "${BASE[@]}"
 # issue 11, second session: the long runs of the same recipe (runs/long2_x2, runs/ft_x4 -> long2_x4 of the study);
-# x2: 120 epochs x 50 (44 min of training), x4: 16 + 120 epochs x 50 (42 + 41 min), cosine learning rate
+# x2: 120 epochs x 50 (44 min of training), x4: 16 + 120 epochs x 50 (42 + 41 min), cosine learning rate;
 $T edsr_m 2 120 --pretrained "$here/edsr_m/models/model.pt" "${FT[@]}" "${BASE[@]}"
 $T edsr_m 4 16 --patch_size 128 --pretrained "$here/edsr_m/models/model_x4.pt" "${FT[@]}" "${BASE[@]}"
 $T edsr_m 4 120 --patch_size 128 --pretrained "$here/edsr_m/models/model_x4.pt" "${FT[@]}" "${BASE[@]}"
+# x4: then 90 epochs x 50 at learning rate 1e-4 (runs/long3_x4; 29 min of training)
+$T edsr_m 4 90 --patch_size 128 --pretrained "$here/edsr_m/models/model_x4.pt" --p_classic 1.0 --learning_rate 0.0001 "${BASE[@]}"
 
 $T attention_residual 2 15 --epoch_length 60
 $T attention_residual 4 8 --epoch_length 60 --patch_size 128
