@@ -99,11 +99,15 @@ def test_interpolation_imports_no_monai_and_writes_what_the_metatensor_api_write
     from medsr.inference import InterpolationUpscaler, upscale_image
     from medsr.io import read_image, save_image
 
-    names = ["mr_small.dcm", "mr_anatomical.nii", "cxr_hannover_006f3a8a.png"]
+    from PIL import Image
+
+    names = ["mr_small.dcm", "mr_anatomical.nii", "cxr_hannover_006f3a8a.png", "colour.jpg"]
     folder = tmp_path / "in"
     folder.mkdir()
-    for name in names:
+    for name in names[:3]:
         shutil.copy(sample / name, folder / name)
+    rgb = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)  # RGB: Y by the model, CbCr bicubic
+    Image.fromarray(rgb).save(folder / "colour.jpg", quality=95)
     args = ["upscale", folder, "-o", tmp_path / "cli", "-m", model, "-q", "--no-progress"]
     assert imported_by(args, ["monai"]) == ([], 0)
     for name in names:
