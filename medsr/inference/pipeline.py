@@ -34,7 +34,13 @@ from medsr.io import uneven_slices
 from medsr.io._common import expect_output
 from medsr.geometry import resized_like, resized_meta
 from medsr.transforms.colour import upscale_rgb
-from medsr.transforms.mapping import DEFAULT_CT_WINDOW, NORM_KEYS, denormalise_data, denormalise_image, normalise_image
+from medsr.transforms.mapping import (
+    DEFAULT_CT_WINDOW,
+    denormalise_data,
+    denormalise_image,
+    normalise_image,
+    without_mapping,
+)
 from medsr.typing import PathLike, is_meta_tensor
 
 Pair = tuple[torch.Tensor, dict[str, Any]]
@@ -110,7 +116,7 @@ def physical_pair(data: torch.Tensor, meta: dict[str, Any]) -> Pair:
     with torch.inference_mode(data.is_inference()):  # a network's output is an inference tensor
         for a in range(0, data.shape[1], rows):
             data[:, a : a + rows] = denormalise_data(data[:, a : a + rows], low, high)
-    return data, {k: v for k, v in meta.items() if k not in NORM_KEYS}
+    return data, without_mapping(meta)
 
 
 def to_physical(out: Any) -> Any:

@@ -66,7 +66,7 @@ _allocator_tuned = False
 _libc: Any = None
 
 
-# --------------------------------------------------------------------------- threads
+# --------------------------------------------------------------------------- cache
 
 
 def cache_dir() -> Path:
@@ -77,6 +77,9 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "medsr"
+
+
+# --------------------------------------------------------------------------- threads
 
 
 def configure_threads(num_threads: int | None = None) -> int:

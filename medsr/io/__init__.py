@@ -18,7 +18,8 @@ lists the images under a folder; ``MedsrReader`` plugs the readers into MONAI's
 the writers use.
 
 Modules: :mod:`~medsr.io.dicom`, :mod:`~medsr.io.nifti`, :mod:`~medsr.io.raster`
-(format code), :mod:`~medsr.io.discover`, :mod:`~medsr.io.reader`, :mod:`~medsr.io.api`.
+(format code), :mod:`~medsr.io.discover`, :mod:`~medsr.io.dispatch` (which reader reads an input),
+:mod:`~medsr.io.reader`, :mod:`~medsr.io.api`.
 """
 
 from __future__ import annotations

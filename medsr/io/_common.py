@@ -275,8 +275,7 @@ def as_numpy(data: Any) -> np.ndarray:
 
 def as_affine4(affine: Any) -> np.ndarray:
     """A float64 4x4 numpy copy of a 3x3 (2D) or 4x4 affine (numpy or torch)."""
-    a = affine.detach().cpu().numpy() if hasattr(affine, "detach") else np.asarray(affine)
-    a = np.array(a, dtype=np.float64)
+    a = np.array(as_numpy(affine), dtype=np.float64)
     if a.shape == (4, 4):
         return a
     if a.shape == (3, 3):

@@ -41,7 +41,6 @@ from medsr.errors import UsageError
 from medsr.transforms.mapping import (
     DEFAULT_CT_WINDOW,
     DEFAULT_PERCENTILES,
-    NORM_KEYS,
     check_ct_window,
     check_percentiles,
     denormalise_data,
@@ -49,6 +48,7 @@ from medsr.transforms.mapping import (
     intensity_mapping,
     modality_from,
     normalise_image,
+    without_mapping,
 )
 from medsr.typing import NdarrayOrTensor
 
@@ -161,7 +161,7 @@ class InvertModalityNormalize(Transform):
         data = _plain(img_t)
         if self.low is not None:
             out = denormalise_data(data, self.low, self.high, self.dtype)
-            out_meta = {k: v for k, v in img_t.meta.items() if k not in NORM_KEYS} if isinstance(img_t, MetaTensor) else None
+            out_meta = without_mapping(img_t.meta) if isinstance(img_t, MetaTensor) else None
         else:
             out, out_meta = denormalise_image(data, img_t.meta if isinstance(img_t, MetaTensor) else {}, self.dtype)
         if isinstance(img_t, MetaTensor):

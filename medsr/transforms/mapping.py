@@ -22,7 +22,6 @@ from medsr.typing import MODALITIES
 __all__ = [
     "DEFAULT_CT_WINDOW",
     "DEFAULT_PERCENTILES",
-    "scalar",
     "modality_from",
     "check_ct_window",
     "check_percentiles",
@@ -31,11 +30,17 @@ __all__ = [
     "denormalise_data",
     "normalise_image",
     "denormalise_image",
+    "without_mapping",
     "NORM_KEYS",
 ]
 
 NORM_KEYS = (M.NORM_METHOD, M.NORM_LOW, M.NORM_HIGH)
 """The meta keys that record the mapping; removed again when an image goes back to physical units."""
+
+
+def without_mapping(meta: Mapping[Any, Any]) -> dict[Any, Any]:
+    """A copy of ``meta`` without :data:`NORM_KEYS`: the meta of the image back in physical units."""
+    return {k: v for k, v in meta.items() if k not in NORM_KEYS}
 
 DEFAULT_CT_WINDOW: tuple[float, float] = (-1024.0, 3071.0)
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
@@ -57,14 +62,14 @@ _TORCH_QUANTILE_MAX = 1_000_000
 """Above this many voxels the percentiles come from numpy (torch.quantile's limit, pytorch#64947; as MONAI)."""
 
 
-def scalar(v: object) -> object:
+def _scalar(v: object) -> object:
     """A Python scalar from a 0-d / 1-element tensor or array (meta values may be either)."""
     if isinstance(v, torch.Tensor) and v.numel() == 1:
         return v.item()
     if isinstance(v, np.ndarray) and v.size == 1:
         return v.item()
     if isinstance(v, (list, tuple)) and len(v) == 1:
-        return scalar(v[0])
+        return _scalar(v[0])
     return v
 
 
@@ -85,7 +90,7 @@ def modality_from(meta: Mapping[Any, Any] | None, modality: str | None = None) -
             )
     else:
         value = modality
-    value = scalar(value)
+    value = _scalar(value)
     key = str(value).strip().lower()
     if key not in _ALIASES:
         raise UsageError(
@@ -139,7 +144,7 @@ def intensity_mapping(
     elif modality == "mr":
         method, (low, high) = "percentile", _percentile_range(data, percentiles)
     else:
-        bits = scalar(meta.get(M.BITS_STORED)) if meta is not None else None
+        bits = _scalar(meta.get(M.BITS_STORED)) if meta is not None else None
         method = "percentile"
         if bits is not None:
             try:
@@ -207,4 +212,4 @@ def denormalise_image(
             "tracking was off). Pass low= and high= (the physical values of 0 and 1)."
         )
     out = denormalise_data(data, meta[M.NORM_LOW], meta[M.NORM_HIGH], dtype)
-    return out, {k: v for k, v in meta.items() if k not in NORM_KEYS}
+    return out, without_mapping(meta)
